@@ -1,0 +1,67 @@
+"""Reading checkpoints safely and writing output folders so that an interrupted save never looks finished."""
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+from transformers import PreTrainedModel
+
+
+def read_state_dict(folder: str | Path) -> dict[str, torch.Tensor]:
+    """The weights of a checkpoint folder: safetensors (single or sharded); a PyTorch `.bin` only with
+    `weights_only=True`, so nothing arbitrary is unpickled."""
+    folder = Path(folder)
+    if (folder / "model.safetensors").is_file():
+        return load_file(folder / "model.safetensors")
+    if (folder / "model.safetensors.index.json").is_file():
+        index = json.loads((folder / "model.safetensors.index.json").read_text())
+        state_dict = {}
+        for shard in sorted(set(index["weight_map"].values())):
+            state_dict.update(load_file(folder / shard))
+        return state_dict
+    if (folder / "pytorch_model.bin").is_file():
+        return torch.load(folder / "pytorch_model.bin", map_location="cpu", weights_only=True)
+    raise FileNotFoundError(f"{folder} holds no model.safetensors, model.safetensors.index.json or pytorch_model.bin")
+
+
+def load_strict(model_class: type[PreTrainedModel], path: str | Path, new_weights: tuple[str, ...] = (), **kwargs):
+    """`model_class.from_pretrained` that fails, naming the keys, when the checkpoint lacks weights the model needs
+    (transformers would initialise them at random). `new_weights` are name prefixes a new head may leave missing.
+    Weights of the wrong shape already make transformers raise."""
+    model, info = model_class.from_pretrained(path, output_loading_info=True, **kwargs)
+    missing = sorted(key for key in info["missing_keys"] if not key.startswith(new_weights))
+    if missing:
+        raise ValueError(f"{path} does not fit {model_class.__name__}: it has no weights for {', '.join(missing)}")
+    return model
+
+
+@contextlib.contextmanager
+def atomic_output_dir(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary folder beside `path`, renamed to `path` only once the block finishes without error.
+
+    An existing non-empty `path` is an error unless `overwrite` is true; it is then replaced only after the new
+    contents are complete, so a crash or a full disk leaves either the old folder or nothing, never a half-written one.
+    """
+    path = Path(path)
+    if path.exists() and any(path.iterdir()) and not overwrite:
+        raise FileExistsError(f"{path} already exists and is not empty; choose another output or allow overwriting")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.partial-", dir=path.parent))
+    try:
+        yield staging
+        if path.exists():
+            retired = path.with_name(f".{path.name}.old-{os.getpid()}")
+            os.replace(path, retired)
+            os.replace(staging, path)
+            shutil.rmtree(retired)
+        else:
+            os.replace(staging, path)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)

@@ -1,0 +1,64 @@
+"""Shared fixtures: tiny NomicBERT checkpoints written to temporary folders, and an offline, sandboxed HF cache."""
+
+import os
+import tempfile
+
+# Before any Hugging Face import: nothing may reach the network or write to the user's home.
+_SANDBOX = tempfile.mkdtemp(prefix="nomic-bert-hf-tests-")
+os.environ.setdefault("HF_HOME", os.path.join(_SANDBOX, "hf"))
+os.environ.setdefault("MTEB_CACHE", os.path.join(_SANDBOX, "mteb"))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from nomic_bert_hf import NomicBertConfig, NomicBertForPreTraining, NomicBertModel  # noqa: E402
+from nomic_bert_hf.tokenization import bert_uncased_tokenizer, save_tokenizer  # noqa: E402
+
+TINY = dict(n_embd=32, n_layer=2, n_head=4, n_inner=64, rotary_scaling_factor=2.0)
+
+
+def tiny_config(**overrides) -> NomicBertConfig:
+    """The tiny test architecture (hidden 32, 2 layers, 4 heads) with the real 30528-token vocabulary."""
+    return NomicBertConfig(**{**TINY, **overrides})
+
+
+def sharpen(model: torch.nn.Module, factor: float = 15.0) -> torch.nn.Module:
+    """Scale the attention projections so that attention depends strongly on position (a random init attends almost
+    uniformly, which would hide RoPE mistakes)."""
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if name.endswith("attn.Wqkv.weight"):
+                parameter.mul_(factor)
+    return model
+
+
+def random_ids(batch: int, length: int, seed: int = 0) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(1000, 30000, (batch, length), generator=generator)
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    return bert_uncased_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def encoder_dir(tmp_path_factory, tokenizer):
+    """A saved tiny encoder (this package's layout) with its tokenizer."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("encoder")
+    sharpen(NomicBertModel(tiny_config())).save_pretrained(path)
+    save_tokenizer(tokenizer, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def mlm_dir(tmp_path_factory, tokenizer):
+    """A saved tiny masked-language model (this package's layout) with its tokenizer."""
+    torch.manual_seed(1)
+    path = tmp_path_factory.mktemp("mlm")
+    sharpen(NomicBertForPreTraining(tiny_config())).save_pretrained(path)
+    save_tokenizer(tokenizer, path)
+    return path

@@ -1,0 +1,172 @@
+"""The model's behaviour on tiny configs: shapes per head, padding invariance, attention backends, long inputs."""
+
+import pytest
+import torch
+from conftest import random_ids, sharpen, tiny_config
+
+from nomic_bert_hf import NomicBertForPreTraining, NomicBertForSequenceClassification, NomicBertModel
+from nomic_bert_hf.modeling_nomic_bert import rotary_inv_freq
+
+
+def embed(model, ids, mask=None):
+    with torch.no_grad():
+        return model(ids, attention_mask=mask).last_hidden_state
+
+
+def padded(sequences: list[torch.Tensor], side: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack 1-D id tensors into a batch padded with id 0 on `side`, and its attention mask."""
+    length = max(len(s) for s in sequences)
+    ids = torch.zeros(len(sequences), length, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for row, sequence in enumerate(sequences):
+        span = slice(0, len(sequence)) if side == "right" else slice(length - len(sequence), length)
+        ids[row, span], mask[row, span] = sequence, 1
+    return ids, mask
+
+
+def real_rows(output: torch.Tensor, mask: torch.Tensor, row: int) -> torch.Tensor:
+    return output[row][mask[row].bool()]
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return sharpen(NomicBertModel(tiny_config())).eval()
+
+
+def test_shapes_of_every_head():
+    torch.manual_seed(0)
+    ids = random_ids(3, 9)
+    assert NomicBertModel(tiny_config()).eval()(ids).last_hidden_state.shape == (3, 9, 32)
+    mlm = NomicBertForPreTraining(tiny_config())
+    assert mlm(ids).logits.shape == (3, 9, 30528)
+    labels = torch.full_like(ids, -100)
+    labels[0, 1], labels[2, 4] = 7, 9
+    output = mlm(ids, labels=labels)
+    assert output.logits.shape == (2, 30528) and output.loss.ndim == 0  # only masked positions are decoded
+    classifier = NomicBertForSequenceClassification(tiny_config(num_labels=3))
+    output = classifier(ids, labels=torch.tensor([0, 2, 1]))
+    assert output.logits.shape == (3, 3) and torch.isfinite(output.loss)
+    assert NomicBertModel(tiny_config())(ids, return_dict=False)[0].shape == (3, 9, 32)
+
+
+def test_masked_only_loss_equals_the_dense_loss():
+    torch.manual_seed(0)
+    sparse = NomicBertForPreTraining(tiny_config()).eval()
+    dense = NomicBertForPreTraining(tiny_config(dense_seq_output=False)).eval()
+    dense.load_state_dict(sparse.state_dict())
+    ids = random_ids(2, 16)
+    labels = torch.where(torch.rand(ids.shape, generator=torch.Generator().manual_seed(1)) < 0.3, ids, -100)
+    assert (labels != -100).sum() > 0
+    torch.testing.assert_close(sparse(ids, labels=labels).loss, dense(ids, labels=labels).loss)
+    full_logits = dense(ids, labels=labels).logits
+    manual = torch.nn.functional.cross_entropy(full_logits.view(-1, 30528), labels.view(-1))
+    torch.testing.assert_close(sparse(ids, labels=labels).loss, manual)
+
+
+def test_decoder_is_tied_to_the_word_embeddings(tmp_path):
+    model = NomicBertForPreTraining(tiny_config())
+    assert model.cls.predictions.decoder.weight is model.bert.embeddings.word_embeddings.weight
+    assert model.cls.predictions.decoder.bias is None
+    model.save_pretrained(tmp_path)
+    loaded = NomicBertForPreTraining.from_pretrained(tmp_path)
+    assert loaded.cls.predictions.decoder.weight is loaded.bert.embeddings.word_embeddings.weight
+    torch.testing.assert_close(loaded.cls.predictions.decoder.weight, model.cls.predictions.decoder.weight)
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_padded_batch_equals_each_sequence_alone(model, side):
+    sequences = [random_ids(1, n, seed=n)[0] for n in (5, 17, 11)]
+    ids, mask = padded(sequences, side)
+    batch = embed(model, ids, mask)
+    for row, sequence in enumerate(sequences):
+        torch.testing.assert_close(real_rows(batch, mask, row), embed(model, sequence[None])[0], atol=1e-5, rtol=0)
+    assert (batch[~mask.bool()] == 0).all()
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_eager_equals_sdpa(side):
+    torch.manual_seed(0)
+    sdpa = NomicBertModel(tiny_config(attn_implementation="sdpa")).eval()
+    eager = NomicBertModel(tiny_config(attn_implementation="eager")).eval()
+    eager.load_state_dict(sdpa.state_dict())
+    assert (sdpa.config._attn_implementation, eager.config._attn_implementation) == ("sdpa", "eager")
+    ids, mask = padded([random_ids(1, n, seed=n)[0] for n in (6, 13, 13)], side)
+    torch.testing.assert_close(embed(eager, ids, mask), embed(sdpa, ids, mask), atol=1e-5, rtol=0)
+
+
+def test_gradient_checkpointing_gives_the_same_gradients():
+    torch.manual_seed(0)
+    plain = NomicBertForPreTraining(tiny_config()).train()
+    checkpointed = NomicBertForPreTraining(tiny_config()).train()
+    checkpointed.load_state_dict(plain.state_dict())
+    checkpointed.gradient_checkpointing_enable()
+    assert all(layer.gradient_checkpointing for layer in checkpointed.bert.encoder.layers)
+    ids, mask = padded([random_ids(1, n, seed=n)[0] for n in (9, 14)], "right")
+    labels = torch.where(mask.bool(), ids, -100)
+    for model in (plain, checkpointed):
+        model(ids, attention_mask=mask, labels=labels).loss.backward()
+    for (name, a), (_, b) in zip(plain.named_parameters(), checkpointed.named_parameters()):
+        torch.testing.assert_close(a.grad, b.grad, msg=name)
+
+
+def test_ntk_base_follows_the_formula():
+    config = tiny_config(n_embd=768, n_head=12, rotary_scaling_factor=2.0)
+    for length, base in [(2048, 1000.0), (4096, 3108.0), (8192, 7453.0)]:  # values from Nomic's formula, d = 64
+        assert rotary_inv_freq(config, length)[1].item() == pytest.approx(base ** (-2 / 64), rel=1e-3)
+
+
+@pytest.mark.parametrize("length", [4096, 8192])
+def test_dynamic_ntk_beyond_the_trained_length(model, length):
+    ids = random_ids(1, length)
+    scaled = embed(model, ids)
+    assert torch.isfinite(scaled).all()
+    unscaled = NomicBertModel(tiny_config(rotary_scaling_factor=None)).eval()
+    unscaled.load_state_dict(model.state_dict())
+    assert (embed(unscaled, ids) - scaled).abs().max() > 1e-3  # the scaling is really applied above 2048
+    short = random_ids(1, 2048)
+    torch.testing.assert_close(embed(unscaled, short), embed(model, short))  # and not at or below it
+
+
+def test_output_does_not_depend_on_earlier_calls_or_batch_mates(model):
+    text, long_text = random_ids(1, 40, seed=1)[0], random_ids(1, 3000, seed=2)[0]
+    alone = embed(model, text[None])
+    embed(model, long_text[None])  # a longer call in between must leave no state behind
+    torch.testing.assert_close(embed(model, text[None]), alone, atol=0, rtol=0)
+    ids, mask = padded([long_text, text], "right")
+    torch.testing.assert_close(real_rows(embed(model, ids, mask), mask, 1), alone[0], atol=1e-5, rtol=0)
+
+
+def test_inputs_longer_than_n_positions_are_rejected():
+    model = NomicBertModel(tiny_config(n_positions=2048))
+    with pytest.raises(ValueError, match="n_positions = 2048"):
+        model(random_ids(1, 2049))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_with_fully_padded_rows_is_finite(model, dtype):
+    half = NomicBertModel(tiny_config()).eval().to(dtype)
+    half.load_state_dict(model.state_dict())
+    ids, mask = padded([random_ids(1, 12)[0], torch.zeros(0, dtype=torch.long), random_ids(1, 3)[0]], "right")
+    output = embed(half, ids, mask)
+    assert output.dtype == dtype and torch.isfinite(output).all()
+    torch.testing.assert_close(real_rows(output, mask, 0).float(), real_rows(embed(model, ids, mask), mask, 0),
+                               atol=0.1, rtol=0.05)
+
+
+def test_hidden_states_are_returned_padded(model):
+    ids, mask = padded([random_ids(1, 4)[0], random_ids(1, 7)[0]], "left")
+    with torch.no_grad():
+        output = model(ids, attention_mask=mask, output_hidden_states=True)
+    assert len(output.hidden_states) == 3 and output.hidden_states[-1].shape == (2, 7, 32)
+    torch.testing.assert_close(output.hidden_states[-1], output.last_hidden_state)
+
+
+def test_classifier_pools_the_first_real_token_on_either_side():
+    torch.manual_seed(0)
+    classifier = NomicBertForSequenceClassification(tiny_config(num_labels=2)).eval()
+    sequences = [random_ids(1, 6)[0], random_ids(1, 10, seed=3)[0]]
+    with torch.no_grad():
+        right = classifier(*padded(sequences, "right")).logits
+        left = classifier(*padded(sequences, "left")).logits
+    torch.testing.assert_close(right, left, atol=1e-5, rtol=0)

@@ -1,0 +1,53 @@
+"""YAML configs with command-line overrides, for every training and evaluation script.
+
+    python training/mlm.py training/configs/mlm/tiny.yaml --learning_rate 1e-4 --output_dir runs/mlm
+
+The first argument names a YAML file whose keys are fields of the script's dataclasses; every field can then be
+overridden as `--field value`. A key or flag that no dataclass defines is an error that names it. The resolved values
+are written back as YAML next to each output (`save_config`), and that file is itself a valid config.
+"""
+
+import dataclasses
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import yaml
+from transformers import HfArgumentParser
+
+CONFIG_FILE = "config.yaml"
+
+
+def parse_config(dataclass_types: Sequence[type], args: Sequence[str] | None = None) -> tuple:
+    """Instances of `dataclass_types` from an optional YAML file (first argument) and `--field value` overrides."""
+    args = list(sys.argv[1:] if args is None else args)
+    values = {}
+    if args and not args[0].startswith("-"):
+        path = Path(args.pop(0))
+        if not path.is_file():
+            raise FileNotFoundError(f"config file {path} does not exist")
+        values = yaml.safe_load(path.read_text()) or {}
+        known = {field.name for cls in dataclass_types for field in dataclasses.fields(cls) if field.init}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"{path}: unknown config keys {unknown}")
+    parser = HfArgumentParser(dataclass_types)
+    parser.set_defaults(**values)
+    return parser.parse_args_into_dataclasses(args=args)
+
+
+def config_dict(*configs) -> dict:
+    """The fields of several config dataclasses as one plain mapping (enums and paths as strings)."""
+    merged = {}
+    for config in configs:
+        values = config.to_dict() if hasattr(config, "to_dict") else dataclasses.asdict(config)
+        merged.update({key: str(value) if isinstance(value, Path) else value for key, value in values.items()})
+    return merged
+
+
+def save_config(directory: str | Path, *configs) -> Path:
+    """Write the resolved configs as `config.yaml` in `directory`; the file can be passed back to the same script."""
+    path = Path(directory) / CONFIG_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config_dict(*configs), sort_keys=True))
+    return path

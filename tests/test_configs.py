@@ -1,0 +1,37 @@
+"""YAML configs with command-line overrides."""
+
+from dataclasses import dataclass, field
+
+import pytest
+
+from nomic_bert_hf.configs import parse_config, save_config
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: str = "nomic-ai/nomic-bert-2048"
+    max_seq_length: int = 2048
+
+
+@dataclass
+class DataArguments:
+    datasets: list[str] = field(default_factory=lambda: ["a"])
+    mlm_probability: float = 0.3
+
+
+def test_yaml_then_overrides_then_round_trip(tmp_path):
+    (tmp_path / "c.yaml").write_text("max_seq_length: 128\ndatasets: [x, y]\nmlm_probability: 0.15\n")
+    model, data = parse_config([ModelArguments, DataArguments], [str(tmp_path / "c.yaml"), "--mlm_probability", "0.5"])
+    assert (model.max_seq_length, data.datasets, data.mlm_probability) == (128, ["x", "y"], 0.5)
+    saved = save_config(tmp_path / "out", model, data)
+    assert parse_config([ModelArguments, DataArguments], [str(saved)]) == (model, data)
+
+
+def test_unknown_keys_and_flags_are_named(tmp_path):
+    (tmp_path / "c.yaml").write_text("max_seq_lenght: 128\n")
+    with pytest.raises(ValueError, match="max_seq_lenght"):
+        parse_config([ModelArguments, DataArguments], [str(tmp_path / "c.yaml")])
+    with pytest.raises(ValueError, match="--learning_rat"):
+        parse_config([ModelArguments, DataArguments], ["--learning_rat", "1"])
+    with pytest.raises(FileNotFoundError, match="missing.yaml"):
+        parse_config([ModelArguments], [str(tmp_path / "missing.yaml")])

@@ -170,3 +170,25 @@ def test_classifier_pools_the_first_real_token_on_either_side():
         right = classifier(*padded(sequences, "right")).logits
         left = classifier(*padded(sequences, "left")).logits
     torch.testing.assert_close(right, left, atol=1e-5, rtol=0)
+
+
+def test_flattened_batches_with_sequence_offsets(model):
+    """sentence-transformers sends flash-attention users one flattened row plus `cu_seq_lens_q` offsets."""
+    sequences = [random_ids(1, n, seed=n)[0] for n in (5, 12, 3)]
+    flat = torch.cat(sequences)[None]
+    offsets = torch.tensor([0, 5, 17, 20], dtype=torch.int32)
+    positions = torch.cat([torch.arange(len(s)) for s in sequences])[None]
+    with torch.no_grad():
+        output = model(flat, position_ids=positions, cu_seq_lens_q=offsets, cu_seq_lens_k=offsets).last_hidden_state
+    assert output.shape == (1, 20, 32)
+    for sequence, start in zip(sequences, (0, 5, 17)):
+        torch.testing.assert_close(output[0, start : start + len(sequence)], embed(model, sequence[None])[0],
+                                   atol=1e-5, rtol=0)
+
+
+def test_one_long_text_among_many_short_ones(model):
+    sequences = [random_ids(1, 2500, seed=7)[0]] + [random_ids(1, n, seed=n)[0] for n in (3, 9, 30, 64, 17)]
+    ids, mask = padded(sequences, "right")
+    batch = embed(model, ids, mask)
+    for row, sequence in enumerate(sequences):
+        torch.testing.assert_close(real_rows(batch, mask, row), embed(model, sequence[None])[0], atol=1e-5, rtol=0)

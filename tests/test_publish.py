@@ -152,3 +152,22 @@ def test_push_creates_the_repository_then_uploads_the_complete_folder(model_dir,
     assert api.token == "hf_test"
     assert options["repo_id"] == REPO_ID and options["folder_path"] == str(folder) and options["repo_type"] == "model"
     assert {"README.md", "model.safetensors", "modules.json"} <= set(uploaded["files"])
+
+
+def test_card_follows_the_stages_back_and_reports_glue(model_dir, tmp_path):
+    mlm = tmp_path / "mlm" / "final"
+    mlm.mkdir(parents=True)
+    (mlm / "config.yaml").write_text(yaml.safe_dump({"model_name_or_path": "nomic-ai/nomic-bert-2048",
+                                                     "mlm_probability": 0.3}))
+    model = Path(shutil.copytree(model_dir, tmp_path / "contrastive" / "final"))
+    (model / "config.yaml").write_text(yaml.safe_dump({"model_name_or_path": str(mlm), "learning_rate": 2e-5}))
+    glue = tmp_path / "glue.json"
+    glue.write_text(json.dumps({"cola": {"matthews_correlation": 0.5}, "stsb": {"pearson": 0.9, "spearmanr": 0.89}}))
+    folder = build_repo_folder(model, tmp_path / "nomic-embed-text", repo_id=REPO_ID, glue_results=glue)
+    card = ModelCard.load(folder / "README.md")
+    assert card.data.base_model == "nomic-ai/nomic-bert-2048"
+    assert "mlm_probability: 0.3" in card.text and "learning_rate: 2.0e-05" in card.text
+    assert card.text.index("<summary>contrastive</summary>") < card.text.index("<summary>mlm</summary>")
+    assert "| stsb | pearson | 0.900 |" in card.text and "| cola | matthews_correlation | 0.500 |" in card.text
+    assert "No MTEB results were recorded for these weights." in card.text
+    assert yaml.safe_load((folder / "training_configs" / "1_mlm.yaml").read_text())["mlm_probability"] == 0.3

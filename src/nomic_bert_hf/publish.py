@@ -106,6 +106,12 @@ def check_self_contained(folder: Path) -> None:
                 raise ValueError(f"{source} imports .{module}, which is not in the folder")
 
 
+def stage_label(folder: Path) -> str:
+    """A stage's name: its run folder's name for a script's `<run>/final` output."""
+    folder = folder.resolve()
+    return folder.parent.name if folder.name == "final" else folder.name
+
+
 def training_stages(model_dir: Path, extra_configs: list[Path]) -> list[dict]:
     """The resolved configs saved with the model, followed back through the local folders each stage started
     from (`model_name_or_path` and similar keys), then any configs given explicitly."""
@@ -113,11 +119,11 @@ def training_stages(model_dir: Path, extra_configs: list[Path]) -> list[dict]:
     while folder is not None and (folder / CONFIG_FILE).is_file() and folder.resolve() not in seen:
         seen.add(folder.resolve())
         config = yaml.safe_load((folder / CONFIG_FILE).read_text()) or {}
-        stages.append({"name": f"{folder.name} ({CONFIG_FILE})", "path": folder / CONFIG_FILE, "config": config})
+        stages.append({"name": stage_label(folder), "path": folder / CONFIG_FILE, "config": config})
         starts = [Path(str(config[key])) for key in INIT_KEYS if isinstance(config.get(key), str)]
         folder = next((start for start in starts if start.is_dir()), None)
     for path in extra_configs:
-        stages.append({"name": path.name, "path": path, "config": yaml.safe_load(path.read_text()) or {}})
+        stages.append({"name": path.stem, "path": path, "config": yaml.safe_load(path.read_text()) or {}})
     for stage in stages:
         stage["text"] = yaml.safe_dump(stage["config"], sort_keys=True).strip()
     return stages
@@ -333,7 +339,7 @@ def build_repo_folder(
             shutil.copy2(manifest, staging / f"data_manifest{manifest.suffix}")
         for number, stage in enumerate(stages[1:], 1):  # the model's own config.yaml is already in the folder
             (staging / "training_configs").mkdir(exist_ok=True)
-            (staging / "training_configs" / f"{number}_{stage['path'].parent.name}.yaml").write_text(stage["text"] + "\n")
+            (staging / "training_configs" / f"{number}_{stage['name']}.yaml").write_text(stage["text"] + "\n")
         for results_dir, run in runs:
             shutil.copytree(run.folder, staging / "mteb_results" / run.folder.relative_to(results_dir / "results"),
                             ignore=shutil.ignore_patterns("*.md", "*.yaml"), dirs_exist_ok=True)

@@ -1,0 +1,67 @@
+"""Evaluate an embedder through MTEB's harness with Nomic's protocol.
+
+Usage:
+    python evaluation/mteb_eval.py evaluation/configs/mteb_eval/default.yaml --model runs/nomic-embed-text/final
+    python evaluation/mteb_eval.py evaluation/configs/mteb_eval/published.yaml --model myorg/nomic-embed-text
+    python evaluation/mteb_eval.py --model nomic-embed-text --tasks STSBenchmark "MTEB(eng, v2)" data/eval/manpages
+
+`--model` is an embedder folder or a Hub id; `--tasks` takes mteb task names, mteb benchmark names and local task
+folders (see `nomic_bert_hf.evaluation.local_tasks`). Prompts: search_query/search_document for Retrieval and
+Reranking, clustering for Clustering, classification for the rest; embeddings normalised except for classification.
+Results are cached per model name and revision in `output_dir` (mteb's layout), so an interrupted run continues
+where it stopped and a finished one is not recomputed. The table is printed and written as `summary.md` next to
+mteb's files, with the resolved `config.yaml`.
+"""
+
+import logging
+from dataclasses import dataclass, field
+
+from nomic_bert_hf.configs import parse_config, save_config
+from nomic_bert_hf.evaluation import embedder_model_meta, evaluate_embedder, find_runs, resolve_tasks, run_folder
+from nomic_bert_hf.evaluation.results import category_rows, markdown_category_table, markdown_task_table, task_rows
+
+
+@dataclass
+class MtebEvalConfig:
+    model: str = field(metadata={"help": "Embedder folder or Hub model id"})
+    tasks: list[str] = field(default_factory=list, metadata={"help": "mteb tasks, benchmarks or local task folders"})
+    model_name: str | None = field(default=None, metadata={"help": "org/name to file results under"})
+    revision: str | None = field(default=None, metadata={"help": "Hub revision (local folders: weights digest)"})
+    max_seq_length: int = 512
+    embed_dim: int | None = field(default=None, metadata={"help": "Matryoshka dimension to truncate to"})
+    batch_size: int = 32
+    output_dir: str = "results/mteb"
+    overwrite_strategy: str = field(default="only-missing", metadata={"help": "only-missing | always | never"})
+
+
+def main(args=None):
+    (config,) = parse_config([MtebEvalConfig], args)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    # 1. Describe the model for mteb: name, revision, dimensions, and the protocol's loader
+    meta = embedder_model_meta(config.model, name=config.model_name, revision=config.revision,
+                               max_seq_length=config.max_seq_length, embed_dim=config.embed_dim)
+
+    # 2. Choose the tasks
+    tasks = resolve_tasks(config.tasks)
+
+    # 3. Evaluate through mteb.evaluate; finished tasks come from the cache
+    result = evaluate_embedder(meta, tasks, results_dir=config.output_dir, batch_size=config.batch_size,
+                               overwrite_strategy=config.overwrite_strategy)
+    for error in result.exceptions or []:
+        logging.error("%s failed: %s", error.task_name, error.exception)
+
+    # 4. Report the scores mteb wrote, per task and per task type, and record the config beside them
+    folder = run_folder(config.output_dir, meta)
+    run = next(run for run in find_runs(config.output_dir, revision=meta.revision, model_name=meta.name)
+               if run.folder.resolve() == folder.resolve())
+    rows = [row for row in task_rows(run, config.output_dir) if row["task"] in {t.metadata.name for t in tasks}]
+    summary = f"{markdown_task_table(rows)}\n\n{markdown_category_table(category_rows(rows))}\n"
+    (folder / "summary.md").write_text(f"# {meta.name} ({meta.revision})\n\n{summary}")
+    save_config(folder, config)
+    print(f"\n{meta.name} ({meta.revision}), results in {folder}\n\n{summary}")
+    return rows
+
+
+if __name__ == "__main__":
+    main()

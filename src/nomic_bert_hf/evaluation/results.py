@@ -1,0 +1,146 @@
+"""Reading mteb's result files back and summarising them: per task, per task type, and by sequence length.
+
+mteb writes bare `NaN` into its JSON (metrics that are undefined for a task, such as nAUC with a single relevant
+document); Python's and pydantic's JSON readers accept it, and every table here shows a missing or undefined score as
+`n/a` instead of propagating NaN into averages or the model card.
+"""
+
+import json
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from statistics import mean
+
+import yaml
+from mteb.results import TaskResult
+
+from .harness import TASK_METADATA_DIR
+from .protocol import PROTOCOL_MAX_SEQ_LENGTH
+
+LENGTH_KEYS = {"max_seq_length", "rotary_scaling_factor"}  # experiments that only change the context length
+
+
+@dataclass(frozen=True)
+class EvaluationRun:
+    """The results of one model revision under one setting (`experiment` is empty for Nomic's standard protocol)."""
+
+    model_name: str
+    revision: str
+    experiment: dict
+    folder: Path
+    results: dict[str, TaskResult] = field(default_factory=dict)
+
+    def score(self, task: str) -> float | None:
+        """The main score mteb computed for `task` (mean over splits and subsets), None where it is undefined."""
+        result = self.results.get(task)
+        if result is None:
+            return None
+        value = float(result.get_score())
+        return value if math.isfinite(value) else None
+
+    @property
+    def max_seq_length(self) -> int:
+        return int(self.experiment.get("max_seq_length", PROTOCOL_MAX_SEQ_LENGTH))
+
+
+def find_runs(results_dir: str | Path, *, revision: str | None = None, model_name: str | None = None) -> list[EvaluationRun]:
+    """Every run in an mteb result cache, optionally only those of one revision and/or model name."""
+    root = Path(results_dir) / "results"
+    meta_files = sorted(root.glob("*/*/model_meta.json")) + sorted(root.glob("*/*/experiments/*/model_meta.json"))
+    runs = []
+    for meta_file in meta_files:
+        meta = json.loads(meta_file.read_text())
+        if (revision is not None and meta["revision"] != revision) or (
+            model_name is not None and meta["name"] != model_name
+        ):
+            continue
+        results = {}
+        for path in sorted(meta_file.parent.glob("*.json")):
+            if path.name != meta_file.name:
+                result = TaskResult.from_disk(path)
+                results[result.task_name] = result
+        runs.append(EvaluationRun(meta["name"], meta["revision"], dict(meta.get("experiment_kwargs") or {}),
+                                  meta_file.parent, results))
+    return runs
+
+
+def task_info(results_dir: str | Path, task_name: str) -> dict:
+    """Type and main score of a task: as recorded at evaluation time, else from mteb's registry."""
+    record = Path(results_dir) / TASK_METADATA_DIR / f"{task_name}.yaml"
+    if record.is_file():
+        return yaml.safe_load(record.read_text())
+    import mteb
+
+    try:
+        metadata = mteb.get_task(task_name).metadata
+    except KeyError:
+        return {"name": task_name, "type": "Unknown", "main_score": "main_score", "dataset": {}}
+    return {"name": task_name, "type": metadata.type, "main_score": metadata.main_score,
+            "dataset": dict(metadata.dataset), "reference": metadata.reference}
+
+
+def percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.2f}"
+
+
+def markdown_table(headers: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def task_rows(run: EvaluationRun, results_dir: str | Path) -> list[dict]:
+    """One row per task: name, type, main metric and score."""
+    rows = []
+    for task in sorted(run.results):
+        info = task_info(results_dir, task)
+        rows.append({"task": task, "type": info["type"], "metric": info["main_score"], "score": run.score(task),
+                     "dataset": info.get("dataset") or {}})
+    return sorted(rows, key=lambda row: (row["type"], row["task"]))
+
+
+def category_rows(task_table: list[dict]) -> list[dict]:
+    """Mean main score per task type, then the mean over all tasks (as MTEB averages); undefined scores left out."""
+    by_type = defaultdict(list)
+    for row in task_table:
+        if row["score"] is not None:
+            by_type[row["type"]].append(row["score"])
+    rows = [{"type": task_type, "tasks": len(scores), "score": mean(scores)} for task_type, scores in sorted(by_type.items())]
+    every = [score for scores in by_type.values() for score in scores]
+    if every:
+        rows.append({"type": "Average", "tasks": len(every), "score": mean(every)})
+    return rows
+
+
+def length_scores(runs: list[EvaluationRun]) -> dict[str, dict[int, float | None]]:
+    """task -> {sequence length: score} for the tasks evaluated at a length other than the standard one (the
+    standard run supplies their 512-token column). Runs that also change other settings are left out."""
+    length_runs = [run for run in runs if set(run.experiment) <= LENGTH_KEYS]
+    long_tasks = {task for run in length_runs if "max_seq_length" in run.experiment for task in run.results}
+    table: dict[str, dict[int, float | None]] = {task: {} for task in sorted(long_tasks)}
+    for run in sorted(length_runs, key=lambda run: run.max_seq_length):
+        for task in long_tasks & set(run.results):
+            table[task][run.max_seq_length] = run.score(task)
+    return table
+
+
+def markdown_task_table(rows: list[dict]) -> str:
+    return markdown_table(["Task", "Type", "Metric", "Score"],
+                          [[row["task"], row["type"], row["metric"], percent(row["score"])] for row in rows])
+
+
+def markdown_category_table(rows: list[dict]) -> str:
+    return markdown_table(["Task type", "Tasks", "Mean score"],
+                          [[row["type"], str(row["tasks"]), percent(row["score"])] for row in rows])
+
+
+def markdown_length_table(table: dict[str, dict[int, float | None]]) -> str:
+    lengths = sorted({length for scores in table.values() for length in scores})
+    rows = [[task, *(percent(scores.get(length)) for length in lengths)] for task, scores in table.items()]
+    means = []
+    for length in lengths:
+        values = [scores[length] for scores in table.values() if scores.get(length) is not None]
+        means.append(percent(mean(values)) if len(values) == len(table) else "n/a")
+    rows.append(["Mean", *means])
+    return markdown_table(["Task", *(f"{length} tokens" for length in lengths)], rows)

@@ -8,17 +8,17 @@ Usage:
     accelerate launch --config_file training/configs/mlm/accelerate-deepspeed-zero2.yaml \\
         training/mlm.py training/configs/mlm/nomic-bert-2048.yaml
 
-Every key of the YAML file is a field of ModelArguments, DataArguments or transformers' TrainingArguments below, and
-every field can be overridden on the command line (`--learning_rate 1e-4`). Without `model_name_or_path` a new model
-is built from the architecture fields; with it, pretraining continues from that checkpoint (e.g.
-`nomic-ai/nomic-bert-2048`). The finished model goes to `{output_dir}/final/` with its tokenizer, code and the resolved
-config; each checkpoint also holds the config (`config.yaml`).
+Every key of the YAML file is a field of ModelArguments, DataArguments (below) or transformers' TrainingArguments (plus
+`overwrite_output_dir`), and every field can be overridden on the command line (`--learning_rate 1e-4`). Without
+`model_name_or_path` a new model is built from the architecture fields; with it, pretraining continues from that
+checkpoint (e.g. `nomic-ai/nomic-bert-2048`). The finished model goes to `{output_dir}/final/` with its tokenizer, code
+and the resolved config (`config.yaml`), which each checkpoint also holds.
 """
 
 import logging
 from dataclasses import dataclass, field
 
-from transformers import AutoTokenizer, Trainer, TrainerCallback, TrainingArguments, set_seed
+from transformers import AutoTokenizer, Trainer, TrainerCallback, set_seed
 
 from nomic_bert_hf import NomicBertConfig, NomicBertForPreTraining
 from nomic_bert_hf.checkpoints import load_strict
@@ -28,6 +28,7 @@ from nomic_bert_hf.runs import (
     ARCHITECTURE_FIELDS,
     CheckpointFilesCallback,
     MaskingEpochCallback,
+    RunTrainingArguments,
     check_resume_compatible,
     prepare_output_dir,
     save_final_model,
@@ -84,24 +85,9 @@ class DataArguments:
     preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for tokenizing"})
 
 
-@dataclass
-class MLMTrainingArguments(TrainingArguments):
-    overwrite_output_dir: bool = field(
-        default=False, metadata={"help": "Train in a non-empty output_dir and replace its final/ model"}
-    )
-
-    def to_dict(self) -> dict:
-        """The values as this script's command line reads them back (so a saved config.yaml is a valid config)."""
-        values = super().to_dict()
-        values.pop("hub_token")  # a secret; TrainingArguments writes it redacted
-        if values["include_num_input_tokens_seen"] in ("all", "no"):  # the parser takes a boolean
-            values["include_num_input_tokens_seen"] = values["include_num_input_tokens_seen"] == "all"
-        return values
-
-
 def main(args: list[str] | None = None, callbacks: list[TrainerCallback] | None = None):
     """Run the stage; `callbacks` are extra Trainer callbacks (the pipeline and the tests watch or stop runs)."""
-    model_args, data_args, training_args = parse_config((ModelArguments, DataArguments, MLMTrainingArguments), args)
+    model_args, data_args, training_args = parse_config((ModelArguments, DataArguments, RunTrainingArguments), args)
     configs = (model_args, data_args, training_args)
     setup_logging(training_args, __name__)
     resume_from = prepare_output_dir(

@@ -78,9 +78,9 @@ def _is_local(source: str) -> bool:
 
 
 def _builder_for(path: Path) -> str | None:
-    suffixes = path.suffixes[-2:]
-    if suffixes and suffixes[-1] == ".gz":
-        return {".jsonl": "json", ".json": "json", ".txt": "text"}.get(suffixes[0] if len(suffixes) == 2 else "")
+    if path.suffix == ".gz":
+        path = path.with_suffix("")
+        return BUILDERS.get(path.suffix) if path.suffix != ".parquet" else None
     return BUILDERS.get(path.suffix)
 
 
@@ -117,8 +117,8 @@ def _load_local(builder, files, text_column, streaming, encoding_errors, text_sa
     return _text_only(dataset, text_column, ", ".join(files))
 
 
-def _invalid_utf8(files: Sequence[str]) -> str | None:
-    """Where the first invalid UTF-8 byte of `files` is, as "file, line N: ..."; None if they are all valid."""
+def _raise_on_invalid_utf8(files: Sequence[str]) -> None:
+    """Fail at the first invalid UTF-8 byte of `files`, naming the file and line."""
     for file in files:
         opener = gzip.open if file.endswith(".gz") else open
         with opener(file, "rb") as handle:
@@ -126,17 +126,10 @@ def _invalid_utf8(files: Sequence[str]) -> str | None:
                 try:
                     line.decode("utf-8")
                 except UnicodeDecodeError as error:
-                    return (
+                    raise ValueError(
                         f"{file}, line {number}: invalid UTF-8 (byte {line[error.start]:#04x} at byte offset "
                         f"{error.start}); fix the file or pass --encoding_errors replace"
-                    )
-    return None
-
-
-def _raise_on_invalid_utf8(files: Sequence[str]) -> None:
-    problem = _invalid_utf8(files)
-    if problem:
-        raise ValueError(problem)
+                    ) from None
 
 
 def _text_only(dataset, text_column: str, source: str):
@@ -164,7 +157,8 @@ class PackingStats:
     def __str__(self) -> str:
         return (
             f"packed {self.documents} documents into {self.sequences} sequences ({self.tokens} tokens); skipped "
-            f"{self.empty_documents} empty documents; dropped the last {self.dropped_tokens} tokens (a partial sequence)"
+            f"{self.empty_documents} empty documents; dropped the last {self.dropped_tokens} tokens (a partial "
+            "sequence)"
         )
 
 
@@ -211,7 +205,8 @@ def pack_documents(
     empty = len(documents) - len(tokenized)
     if sequences == 0:
         raise _too_small(total, len(tokenized), empty, max_seq_length)
-    fingerprint = hashlib.sha256(f"{tokenized._fingerprint}-pack-{max_seq_length}-{batch_size}".encode()).hexdigest()[:16]
+    fingerprint = f"{tokenized._fingerprint}-pack-{max_seq_length}-{batch_size}"
+    fingerprint = hashlib.sha256(fingerprint.encode()).hexdigest()[:16]
     packed = tokenized.map(
         _cut_sequences, batched=True, batch_size=batch_size, with_indices=True,
         fn_kwargs={"source": tokenized, "starts": starts, "max_seq_length": max_seq_length},

@@ -4,7 +4,7 @@ The rules (`prepare_output_dir`):
 
 * a folder holding `final/` is a finished run, and a non-empty folder without it is an interrupted run or someone
   else's files: starting there is an error unless the user resumes (`--resume_from_checkpoint`) or passes
-  `--overwrite_output_dir true`; nothing is ever deleted;
+  `--overwrite_output_dir true` (then only `final/` is replaced, once the new one is complete);
 * `--resume_from_checkpoint true` (or `last`) picks the newest `checkpoint-N` of the output folder; a checkpoint whose
   save was interrupted, or one of a different architecture, is refused with a message saying so.
 
@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import datasets
@@ -36,6 +37,23 @@ LAST_CHECKPOINT = ("true", "last")
 ARCHITECTURE_FIELDS = ("vocab_size", "n_embd", "n_layer", "n_head", "n_inner", "type_vocab_size", "activation_function")
 
 
+@dataclass
+class RunTrainingArguments(TrainingArguments):
+    """transformers' TrainingArguments plus `overwrite_output_dir`, saved in the form the command line reads back
+    (so a run's config.yaml is itself a valid config)."""
+
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "Train in a non-empty output_dir and replace its final results"}
+    )
+
+    def to_dict(self) -> dict:
+        values = super().to_dict()
+        values.pop("hub_token")  # a secret; TrainingArguments writes it redacted
+        if values["include_num_input_tokens_seen"] in ("all", "no"):  # the parser takes a boolean
+            values["include_num_input_tokens_seen"] = values["include_num_input_tokens_seen"] == "all"
+        return values
+
+
 def setup_logging(args: TrainingArguments, *names: str) -> None:
     """Log this package's and the script's messages (`names`) at INFO on the main process; `--log_level` also sets
     transformers' and datasets' verbosity."""
@@ -47,8 +65,10 @@ def setup_logging(args: TrainingArguments, *names: str) -> None:
         transformers.utils.logging.set_verbosity(args.get_process_log_level())
 
 
-def prepare_output_dir(output_dir: str | Path, resume_from_checkpoint: str | None, overwrite: bool) -> str | None:
-    """Check `output_dir` against the rules above; return the checkpoint to resume from, or None."""
+def prepare_output_dir(output_dir: str | Path, resume_from_checkpoint: str | None, overwrite: bool,
+                       resumable: bool = True) -> str | None:
+    """Check `output_dir` against the rules above; return the checkpoint to resume from, or None. `resumable`: whether
+    the script can continue an interrupted run (it decides what the error suggests)."""
     output_dir = Path(output_dir)
     finished = output_dir / FINAL_DIR
     if finished.exists() and not overwrite:
@@ -58,9 +78,10 @@ def prepare_output_dir(output_dir: str | Path, resume_from_checkpoint: str | Non
         )
     if resume_from_checkpoint is None or resume_from_checkpoint.lower() in ("", "false", "none"):
         if output_dir.is_dir() and any(output_dir.iterdir()) and not overwrite:
+            resume = "continue its run with --resume_from_checkpoint true, " if resumable else ""
             raise FileExistsError(
-                f"{output_dir} is not empty; continue its run with --resume_from_checkpoint true, choose another "
-                "output_dir, or pass --overwrite_output_dir true to train there anyway"
+                f"{output_dir} is not empty; {resume}choose another output_dir, or pass --overwrite_output_dir true "
+                "to write there anyway"
             )
         return None
     if resume_from_checkpoint.lower() in LAST_CHECKPOINT:
@@ -116,7 +137,8 @@ class CheckpointFilesCallback(TrainerCallback):
 
 
 class MaskingEpochCallback(TrainerCallback):
-    """Tell a `MaskingCollator` which epoch is starting, so each epoch draws new masks (also after a resume)."""
+    """Tell a `MaskingCollator` which epoch is starting, so each epoch draws new masks (also after a resume).
+    Data-loader workers copy the collator when an epoch starts; persistent workers would keep the first epoch's."""
 
     def __init__(self, collator):
         self.collator = collator

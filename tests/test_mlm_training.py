@@ -17,8 +17,10 @@ from transformers.trainer_pt_utils import safe_globals
 from nomic_bert_hf import NomicBertForPreTraining
 from nomic_bert_hf.checkpoints import load_strict
 from nomic_bert_hf.configs import parse_config
+from nomic_bert_hf.runs import RunTrainingArguments, prepare_output_dir
+from mlm_fixtures import corpus_file, mlm_script, one_torch_thread, small_corpus_file  # noqa: F401  (pytest fixtures)
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 TINY_CONFIG = ROOT / "training" / "configs" / "mlm" / "tiny.yaml"
 FAST = ["--disable_tqdm", "true"]
 
@@ -59,7 +61,7 @@ def test_final_folder_is_complete_and_loads(finished_run, mlm_script):
     ours = load_strict(NomicBertForPreTraining, final)
     remote = AutoModelForMaskedLM.from_pretrained(final, trust_remote_code=True)
     assert all(torch.equal(a, b) for a, b in zip(ours.state_dict().values(), remote.state_dict().values()))
-    dataclasses = (mlm_script.ModelArguments, mlm_script.DataArguments, mlm_script.MLMTrainingArguments)
+    dataclasses = (mlm_script.ModelArguments, mlm_script.DataArguments, RunTrainingArguments)
     model_args, data_args, training_args = parse_config(dataclasses, [str(final / "config.yaml")])
     assert (model_args.n_embd, data_args.max_seq_length, training_args.learning_rate) == (32, 64, 5e-3)
     assert training_args.include_num_input_tokens_seen == "all"
@@ -171,3 +173,16 @@ def test_ddp_with_two_processes(small_corpus_file, tmp_path):
     assert len(losses) == 3 and all(math.isfinite(loss) for loss in losses)
     assert history[-1]["num_input_tokens_seen"] == 2 * 6 * 8 * 64  # two processes, 6 steps of 8 x 64 tokens each
     load_strict(NomicBertForPreTraining, output_dir / "final")
+
+
+def test_output_dir_rules_without_training(tmp_path):
+    assert prepare_output_dir(tmp_path / "new", None, overwrite=False) is None
+    assert prepare_output_dir(tmp_path, "false", overwrite=False) is None  # empty folder
+    with pytest.raises(FileNotFoundError, match="holds no checkpoint-N folder"):
+        prepare_output_dir(tmp_path, "true", overwrite=False)
+    with pytest.raises(FileNotFoundError, match="checkpoint-7 does not exist"):
+        prepare_output_dir(tmp_path, str(tmp_path / "checkpoint-7"), overwrite=False)
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(FileExistsError, match="not empty; choose another output_dir"):
+        prepare_output_dir(tmp_path, None, overwrite=False, resumable=False)
+    assert prepare_output_dir(tmp_path, None, overwrite=True) is None

@@ -1,13 +1,14 @@
-"""Fixtures for the MLM tests: a small corpus of real English text (the docstrings of Python's standard library)."""
+"""Fixtures for the MLM tests (imported by the test modules): real English text (the docstrings of Python's
+standard library) and training/mlm.py as a module."""
 
 import ast
 import importlib.util
 import json
-import sys
 import sysconfig
 from pathlib import Path
 
 import pytest
+import torch
 
 STDLIB_MODULES = (
     "argparse.py", "json/__init__.py", "pathlib.py", "collections/__init__.py", "functools.py", "textwrap.py",
@@ -42,9 +43,8 @@ def corpus_file(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def mlm_script():
     """training/mlm.py as a module, so tests call its main() in-process."""
-    spec = importlib.util.spec_from_file_location("mlm_script", Path(__file__).parents[2] / "training" / "mlm.py")
+    spec = importlib.util.spec_from_file_location("mlm_script", Path(__file__).parents[1] / "training" / "mlm.py")
     module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # the Trainer pickles the script's TrainingArguments class
     spec.loader.exec_module(module)
     return module
 
@@ -61,3 +61,13 @@ def small_corpus_file(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("small-corpus") / "docstrings.jsonl"
     path.write_text("".join(json.dumps({"text": text}) + "\n" for text in texts), encoding="utf-8")
     return path
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """Tiny models gain nothing from threads, and on a shared 2-core machine two threads per process make in-process
+    training runs several times slower; restored after the module."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

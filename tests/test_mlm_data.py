@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from nomic_bert_hf.mlm_data import MaskingCollator, load_documents, pack_document_stream, pack_documents
+from mlm_fixtures import corpus_file  # noqa: F401  (pytest fixtures)
 
 CLS, SEP, MASK = 101, 102, 103
 DOCUMENTS = [  # real sentences of different lengths, an empty one and a blank one

@@ -10,12 +10,14 @@ from transformers import Trainer, TrainingArguments
 
 from nomic_bert_hf import NomicBertConfig, NomicBertForPreTraining
 from nomic_bert_hf.configs import parse_config
+from nomic_bert_hf.runs import RunTrainingArguments
+from mlm_fixtures import mlm_script  # noqa: F401  (pytest fixtures)
 
-CONFIGS = Path(__file__).resolve().parents[2] / "training" / "configs" / "mlm"
+CONFIGS = Path(__file__).resolve().parents[1] / "training" / "configs" / "mlm"
 
 
 def parse(mlm_script, name, *overrides):
-    dataclasses = (mlm_script.ModelArguments, mlm_script.DataArguments, mlm_script.MLMTrainingArguments)
+    dataclasses = (mlm_script.ModelArguments, mlm_script.DataArguments, RunTrainingArguments)
     return parse_config(dataclasses, [str(CONFIGS / name), *overrides])
 
 

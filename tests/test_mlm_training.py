@@ -153,6 +153,14 @@ def test_continued_pretraining_starts_from_the_checkpoint(finished_run, mlm_scri
         run(mlm_script, corpus_file, tmp_path / "none", "--model_name_or_path", str(tmp_path / "empty"))
 
 
+def test_streaming_run(mlm_script, corpus_file, tmp_path):
+    final = run(mlm_script, corpus_file, tmp_path, "--streaming", "true", "--max_steps", "4", "--save_strategy", "no",
+                "--logging_steps", "2")
+    losses, _ = logged_losses(tmp_path)
+    assert len(losses) == 2 and all(math.isfinite(loss) for loss in losses)
+    load_strict(NomicBertForPreTraining, final)
+
+
 def test_ddp_with_two_processes(small_corpus_file, tmp_path):
     """torchrun, 2 CPU processes (gloo): the same script, unchanged."""
     output_dir = tmp_path / "ddp"

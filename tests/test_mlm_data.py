@@ -126,6 +126,10 @@ def test_folders_text_files_and_mixed_formats(tmp_path):
     texts = load_documents([str(tmp_path / "corpus")])["text"][:]
     assert sorted(texts) == sorted([*DOCUMENTS[:2], "Gzipped text.", "A paragraph\non two lines.",
                                     "Another paragraph.\n"])
+    matched = load_documents([str(tmp_path / "corpus" / "**" / "*.jsonl*")])["text"][:]
+    assert matched == [*DOCUMENTS[:2], "Gzipped text."]
+    with pytest.raises(FileNotFoundError, match="no file matches"):
+        load_documents([str(tmp_path / "corpus" / "*.parquet")])
     lines = load_documents([str(tmp_path / "corpus" / "part" / "c.txt")], text_sample_by="line")["text"][:]
     assert lines == ["A paragraph", "on two lines.", "", "Another paragraph."]
 

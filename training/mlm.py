@@ -69,8 +69,8 @@ class ModelArguments:
 @dataclass
 class DataArguments:
     train_data: list[str] = field(
-        default_factory=lambda: ["training/data/default"],
-        metadata={"help": "Local files/folders (jsonl, jsonl.gz, json, parquet, txt, txt.gz) or Hub dataset ids"},
+        default_factory=lambda: ["training/data/default/mlm/train-*.jsonl.gz"],
+        metadata={"help": "Local files, globs or folders (jsonl[.gz], json, parquet, txt[.gz]), or Hub dataset ids"},
     )
     data_config_name: str | None = field(default=None, metadata={"help": "Hub dataset config, e.g. 20231101.en"})
     data_split: str = field(default="train", metadata={"help": "Hub dataset split"})

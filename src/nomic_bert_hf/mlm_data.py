@@ -15,6 +15,7 @@ does not depend on batch composition, process count, data-loader workers or how 
 what lets an interrupted and resumed run end exactly where an uninterrupted one does.
 """
 
+import glob
 import gzip
 import hashlib
 import logging
@@ -46,7 +47,8 @@ def load_documents(
     encoding_errors: str = "strict",
     text_sample_by: str = "paragraph",
 ) -> datasets.Dataset | datasets.IterableDataset:
-    """One `text` column from local files/folders (jsonl, jsonl.gz, json, parquet, txt, txt.gz) and Hub dataset ids.
+    """One `text` column from local files, glob patterns and folders (jsonl, jsonl.gz, json, parquet, txt, txt.gz) and
+    Hub dataset ids.
 
     `config_name`, `split` and `revision` apply to Hub datasets. In `.txt` files a document is a paragraph (blank-line
     separated) by default; `text_sample_by` takes datasets' other choices, "line" and "document" (one per file).
@@ -68,9 +70,9 @@ def load_documents(
 
 
 def _is_local(source: str) -> bool:
-    """A path that exists, or one that cannot be a Hub id ("org/name"): those must exist locally."""
+    """A path that exists, a glob pattern, or one that cannot be a Hub id ("org/name"): those must exist locally."""
     path = Path(source).expanduser()
-    if path.exists():
+    if path.exists() or glob.has_magic(source):
         return True
     if source.startswith((".", "/", "~")) or len(path.parts) > 2 or _builder_for(path):
         raise FileNotFoundError(f"training data {source} does not exist")
@@ -85,9 +87,14 @@ def _builder_for(path: Path) -> str | None:
 
 
 def _local_files(source: str) -> dict[str, list[str]]:
-    """The data files of a file or folder (searched recursively), grouped by builder, in sorted order."""
+    """The data files of a file, a glob pattern or a folder (searched recursively), grouped by builder, sorted."""
     path = Path(source).expanduser()
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    if glob.has_magic(source):
+        files = sorted(Path(name) for name in glob.glob(str(path), recursive=True) if Path(name).is_file())
+        if not files:
+            raise FileNotFoundError(f"training data {source}: no file matches")
+    else:
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
     grouped: dict[str, list[str]] = {}
     for file in files:
         builder = _builder_for(file)

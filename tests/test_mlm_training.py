@@ -1,0 +1,196 @@
+"""training/mlm.py end to end on the tiny config: learning, output folders, resume, DDP, continued pretraining."""
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import AutoModelForMaskedLM, TrainerCallback
+from transformers.trainer_pt_utils import safe_globals
+
+from nomic_bert_hf import NomicBertForPreTraining
+from nomic_bert_hf.checkpoints import load_strict
+from nomic_bert_hf.configs import parse_config
+from nomic_bert_hf.runs import RunTrainingArguments, prepare_output_dir
+from mlm_fixtures import corpus_file, mlm_script, one_torch_thread, small_corpus_file  # noqa: F401  (pytest fixtures)
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_CONFIG = ROOT / "training" / "configs" / "mlm" / "tiny.yaml"
+FAST = ["--disable_tqdm", "true"]
+
+
+def run(mlm_script, corpus, output_dir, *overrides, callbacks=None):
+    args = [str(TINY_CONFIG), "--train_data", str(corpus), "--output_dir", str(output_dir), *FAST, *overrides]
+    return mlm_script.main(args, callbacks=callbacks)
+
+
+def logged_losses(output_dir):
+    history = json.loads((output_dir / "trainer_state.json").read_text())["log_history"]
+    return [entry["loss"] for entry in history if "loss" in entry], history
+
+
+@pytest.fixture(scope="module")
+def finished_run(mlm_script, corpus_file, tmp_path_factory):
+    output_dir = tmp_path_factory.mktemp("mlm-run") / "run"
+    final = run(mlm_script, corpus_file, output_dir)
+    return output_dir, final
+
+
+def test_tiny_run_learns(finished_run):
+    output_dir, _ = finished_run
+    losses, history = logged_losses(output_dir)
+    assert len(losses) == 8 and all(math.isfinite(loss) for loss in losses)
+    assert losses[-1] < losses[0] - 2.0  # about 10.2 -> 6.8
+    assert all(entry["train_tokens_per_second"] > 0 for entry in history if "loss" in entry)
+
+
+def test_final_folder_is_complete_and_loads(finished_run, mlm_script):
+    output_dir, final = finished_run
+    assert final == output_dir / "final"
+    names = {path.name for path in final.iterdir()}
+    assert {"model.safetensors", "config.json", "modeling_nomic_bert.py", "configuration_nomic_bert.py",
+            "tokenizer.json", "vocab.txt", "config.yaml"} <= names
+    assert "training_args.bin" not in names  # no pickles in a published folder
+    assert len((final / "vocab.txt").read_text(encoding="utf-8").splitlines()) == 30522
+    ours = load_strict(NomicBertForPreTraining, final)
+    remote = AutoModelForMaskedLM.from_pretrained(final, trust_remote_code=True)
+    assert all(torch.equal(a, b) for a, b in zip(ours.state_dict().values(), remote.state_dict().values()))
+    dataclasses = (mlm_script.ModelArguments, mlm_script.DataArguments, RunTrainingArguments)
+    model_args, data_args, training_args = parse_config(dataclasses, [str(final / "config.yaml")])
+    assert (model_args.n_embd, data_args.max_seq_length, training_args.learning_rate) == (32, 64, 5e-3)
+    assert training_args.include_num_input_tokens_seen == "all"
+    for checkpoint in ("checkpoint-20", "checkpoint-40"):
+        assert {"config.yaml", "vocab.txt", "optimizer.pt"} <= {p.name for p in (output_dir / checkpoint).iterdir()}
+
+
+def test_a_finished_or_foreign_output_dir_is_never_overwritten(finished_run, mlm_script, corpus_file, tmp_path):
+    output_dir, final = finished_run
+    before = (final / "model.safetensors").read_bytes()
+    for extra in ([], ["--resume_from_checkpoint", "true"]):
+        with pytest.raises(FileExistsError, match="holds a finished run"):
+            run(mlm_script, corpus_file, output_dir, *extra)
+    (tmp_path / "notes.txt").write_text("someone's files")
+    with pytest.raises(FileExistsError, match="is not empty; continue its run with --resume_from_checkpoint true"):
+        run(mlm_script, corpus_file, tmp_path)
+    assert (final / "model.safetensors").read_bytes() == before and (tmp_path / "notes.txt").exists()
+
+
+def test_overwrite_output_dir_replaces_the_final_model(mlm_script, small_corpus_file, tmp_path):
+    run(mlm_script, small_corpus_file, tmp_path, "--max_steps", "2", "--save_strategy", "no")
+    first = load_file(tmp_path / "final" / "model.safetensors")
+    run(mlm_script, small_corpus_file, tmp_path, "--max_steps", "2", "--save_strategy", "no", "--seed", "7",
+        "--overwrite_output_dir", "true")
+    second = load_file(tmp_path / "final" / "model.safetensors")
+    assert not torch.equal(first["bert.emb_ln.weight"], second["bert.emb_ln.weight"])
+    assert not [path for path in tmp_path.iterdir() if path.name.startswith(".")]  # no staging folders left
+
+
+class Interrupted(Exception):
+    pass
+
+
+class InterruptAt(TrainerCallback):
+    """Crash the run when step `step` begins (after the checkpoints before it were saved), as a kill would."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            raise Interrupted
+
+
+def test_interrupted_and_resumed_run_ends_with_identical_weights(mlm_script, small_corpus_file, tmp_path):
+    steps = ["--max_steps", "12", "--save_steps", "4", "--logging_steps", "2"]
+    uninterrupted = run(mlm_script, small_corpus_file, tmp_path / "a", *steps)
+    with pytest.raises(Interrupted):
+        run(mlm_script, small_corpus_file, tmp_path / "b", *steps, callbacks=[InterruptAt(10)])
+    checkpoint = tmp_path / "b" / "checkpoint-8"
+    assert not (tmp_path / "b" / "final").exists()
+    assert json.loads((checkpoint / "trainer_state.json").read_text())["epoch"] > 1  # resumed mid-way, epoch 2
+    for name in ("optimizer.pt", "scheduler.pt"):  # read back by the Trainer with weights_only=True
+        torch.load(checkpoint / name, weights_only=True)
+    with safe_globals():  # numpy's RNG state: the Trainer allowlists numpy arrays and dtypes, nothing else
+        assert set(torch.load(checkpoint / "rng_state.pth", weights_only=True)) >= {"python", "numpy", "cpu"}
+    resumed = run(mlm_script, small_corpus_file, tmp_path / "b", *steps, "--resume_from_checkpoint", "true")
+    expected, actual = load_file(uninterrupted / "model.safetensors"), load_file(resumed / "model.safetensors")
+    assert expected.keys() == actual.keys()
+    assert all(torch.equal(expected[key], actual[key]) for key in expected)
+    losses = [[(entry["step"], entry["loss"]) for entry in logged_losses(tmp_path / run_dir)[1] if "loss" in entry]
+              for run_dir in ("a", "b")]
+    assert losses[0] == losses[1] and [step for step, _ in losses[1]] == [2, 4, 6, 8, 10, 12]
+
+
+def test_resuming_a_checkpoint_of_another_architecture_is_refused(finished_run, mlm_script, corpus_file, tmp_path):
+    output_dir, _ = finished_run
+    with pytest.raises(ValueError, match=r"another architecture: n_embd 32 \(this run: 64\)"):
+        run(mlm_script, corpus_file, tmp_path / "other", "--n_embd", "64",
+            "--resume_from_checkpoint", str(output_dir / "checkpoint-20"))
+    (output_dir / "checkpoint-20" / "trainer_state.json").rename(output_dir / "state.json")
+    try:
+        with pytest.raises(ValueError, match="checkpoint-20 is incomplete"):
+            run(mlm_script, corpus_file, tmp_path / "other", "--resume_from_checkpoint",
+                str(output_dir / "checkpoint-20"))
+    finally:
+        (output_dir / "state.json").rename(output_dir / "checkpoint-20" / "trainer_state.json")
+
+
+def test_continued_pretraining_starts_from_the_checkpoint(finished_run, mlm_script, corpus_file, tmp_path):
+    _, final = finished_run
+    run(mlm_script, corpus_file, tmp_path / "more", "--model_name_or_path", str(final), "--max_steps", "5",
+        "--save_strategy", "no")
+    losses, _ = logged_losses(tmp_path / "more")
+    assert losses[0] < 8.0  # a new model starts at about 10.3
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "config.json").write_text((final / "config.json").read_text())
+    with pytest.raises(OSError, match="model.safetensors"):
+        run(mlm_script, corpus_file, tmp_path / "none", "--model_name_or_path", str(tmp_path / "empty"))
+
+
+def test_streaming_run(mlm_script, corpus_file, tmp_path):
+    final = run(mlm_script, corpus_file, tmp_path, "--streaming", "true", "--max_steps", "4", "--save_strategy", "no",
+                "--logging_steps", "2")
+    losses, _ = logged_losses(tmp_path)
+    assert len(losses) == 2 and all(math.isfinite(loss) for loss in losses)
+    load_strict(NomicBertForPreTraining, final)
+
+
+def test_ddp_with_two_processes(small_corpus_file, tmp_path):
+    """torchrun, 2 CPU processes (gloo): the same script, unchanged."""
+    output_dir = tmp_path / "ddp"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               str(ROOT / "training" / "mlm.py"), str(TINY_CONFIG), "--train_data", str(small_corpus_file),
+               "--output_dir", str(output_dir), "--max_steps", "6", "--save_steps", "3", "--logging_steps", "2", *FAST]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
+           "OMP_NUM_THREADS": "1"}
+    launcher = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                start_new_session=True)
+    try:
+        _, stderr = launcher.communicate(timeout=240)
+    finally:
+        if launcher.poll() is None:  # a hung rendezvous: stop the launcher and its workers
+            os.killpg(launcher.pid, signal.SIGKILL)
+    assert launcher.returncode == 0, stderr[-3000:]
+    losses, history = logged_losses(output_dir)
+    assert len(losses) == 3 and all(math.isfinite(loss) for loss in losses)
+    assert history[-1]["num_input_tokens_seen"] == 2 * 6 * 8 * 64  # two processes, 6 steps of 8 x 64 tokens each
+    load_strict(NomicBertForPreTraining, output_dir / "final")
+
+
+def test_output_dir_rules_without_training(tmp_path):
+    assert prepare_output_dir(tmp_path / "new", None, overwrite=False) is None
+    assert prepare_output_dir(tmp_path, "false", overwrite=False) is None  # empty folder
+    with pytest.raises(FileNotFoundError, match="holds no checkpoint-N folder"):
+        prepare_output_dir(tmp_path, "true", overwrite=False)
+    with pytest.raises(FileNotFoundError, match="checkpoint-7 does not exist"):
+        prepare_output_dir(tmp_path, str(tmp_path / "checkpoint-7"), overwrite=False)
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(FileExistsError, match="not empty; choose another output_dir"):
+        prepare_output_dir(tmp_path, None, overwrite=False, resumable=False)
+    assert prepare_output_dir(tmp_path, None, overwrite=True) is None

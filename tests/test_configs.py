@@ -35,3 +35,26 @@ def test_unknown_keys_and_flags_are_named(tmp_path):
         parse_config([ModelArguments, DataArguments], ["--learning_rat", "1"])
     with pytest.raises(FileNotFoundError, match="missing.yaml"):
         parse_config([ModelArguments], [str(tmp_path / "missing.yaml")])
+
+
+def test_training_arguments_round_trip_without_the_hub_token(tmp_path):
+    from transformers import TrainingArguments
+
+    (args,) = parse_config([TrainingArguments], ["--output_dir", str(tmp_path), "--include_num_input_tokens_seen", "true",
+                                                 "--hub_token", "secret"])
+    saved = save_config(tmp_path / "run", args)
+    assert "secret" not in saved.read_text() and "hub_token" not in saved.read_text()
+    (again,) = parse_config([TrainingArguments], [str(saved)])
+    assert again.include_num_input_tokens_seen == args.include_num_input_tokens_seen and again.hub_token is None
+
+
+def test_atomic_output_dir_is_an_ordinary_folder(tmp_path):
+    import os
+
+    from nomic_bert_hf.checkpoints import atomic_output_dir
+
+    with atomic_output_dir(tmp_path / "out") as staging:
+        (staging / "file").write_text("x")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "out").stat().st_mode & 0o777 == 0o777 & ~umask

@@ -37,11 +37,15 @@ def parse_config(dataclass_types: Sequence[type], args: Sequence[str] | None = N
 
 
 def config_dict(*configs) -> dict:
-    """The fields of several config dataclasses as one plain mapping (enums and paths as strings)."""
+    """The fields of several config dataclasses as one plain mapping (enums and paths as strings), in the form the
+    command line reads back. A Hub token is never written."""
     merged = {}
     for config in configs:
         values = config.to_dict() if hasattr(config, "to_dict") else dataclasses.asdict(config)
         merged.update({key: str(value) if isinstance(value, Path) else value for key, value in values.items()})
+    merged.pop("hub_token", None)  # a secret; TrainingArguments.to_dict writes it redacted
+    if merged.get("include_num_input_tokens_seen") in ("all", "no"):  # TrainingArguments normalises the flag to a
+        merged["include_num_input_tokens_seen"] = merged["include_num_input_tokens_seen"] == "all"  # string; CLI: bool
     return merged
 
 

@@ -39,19 +39,11 @@ ARCHITECTURE_FIELDS = ("vocab_size", "n_embd", "n_layer", "n_head", "n_inner", "
 
 @dataclass
 class RunTrainingArguments(TrainingArguments):
-    """transformers' TrainingArguments plus `overwrite_output_dir`, saved in the form the command line reads back
-    (so a run's config.yaml is itself a valid config)."""
+    """transformers' TrainingArguments plus `overwrite_output_dir`."""
 
     overwrite_output_dir: bool = field(
         default=False, metadata={"help": "Train in a non-empty output_dir and replace its final results"}
     )
-
-    def to_dict(self) -> dict:
-        values = super().to_dict()
-        values.pop("hub_token")  # a secret; TrainingArguments writes it redacted
-        if values["include_num_input_tokens_seen"] in ("all", "no"):  # the parser takes a boolean
-            values["include_num_input_tokens_seen"] = values["include_num_input_tokens_seen"] == "all"
-        return values
 
 
 def setup_logging(args: TrainingArguments, *names: str) -> None:

@@ -3,7 +3,7 @@
 measured in the same run.
 
     OMP_NUM_THREADS=1 python benchmarks/contrastive_memory.py --batch-sizes 256 512 1024 2048 4096 \
-        --output contrastive_memory.json
+        --output benchmarks/results/contrastive_memory.json
 
 Each (loss, batch size) runs in a fresh process on a tiny NomicBERT embedder (hidden 32, 2 layers, the bert-base
 vocabulary) with real (query, document) pairs (Python standard-library docstrings: summary line -> rest), texts cut
@@ -102,7 +102,7 @@ def main(argv=None):
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[256, 512, 1024, 2048, 4096])
     parser.add_argument("--steps", type=int, default=3, help="timed optimizer steps per configuration (after a warm-up)")
     parser.add_argument("--mini-batch-size", type=int, default=64)
-    parser.add_argument("--output", type=Path, default=Path("contrastive_memory.json"))
+    parser.add_argument("--output", type=Path, default=Path("benchmarks/results/contrastive_memory.json"))
     parser.add_argument("--worker", nargs=2, metavar=("LOSS", "BATCH"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:

@@ -85,7 +85,8 @@ def load_pairs(
     """`source` as `query`, `document` (and `negative_1..k`) columns, without rows whose query or document is empty.
 
     With `num_negatives=k`, k negatives are drawn at random (seeded per row) from the row's mined list; a row with
-    fewer is an error unless `pad_negatives`, which fills it with other documents of the same source.
+    fewer is an error unless `pad_negatives`, which fills it with other documents of the same source (drawn from the
+    row's chunk of 1000 rows, so that a stream can be padded too).
     """
     raw = _load_raw(source, streaming)
     columns = [source.query_column, source.document_column] + ([source.negatives_column] if num_negatives else [])
@@ -104,6 +105,7 @@ def load_pairs(
         kept = kept.map(
             _sample_negatives,
             batched=True,
+            batch_size=1000,
             with_indices=True,
             remove_columns=["negatives"],
             fn_kwargs={"k": num_negatives, "pad": pad_negatives, "seed": seed, "name": source.name},

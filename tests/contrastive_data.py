@@ -1,6 +1,7 @@
 """Real (query, document) pairs for the contrastive tests, from the Python standard library's docstrings: the summary
 line of a function's or class's docstring is the query, the rest of the docstring the document. Documents of other
-definitions in the same module serve as mined hard negatives (they share the module's vocabulary)."""
+definitions in the same module serve as mined hard negatives (they share the module's vocabulary). Also the fixture
+that the contrastive test modules share."""
 
 import ast
 import json
@@ -8,7 +9,19 @@ import random
 import sysconfig
 from pathlib import Path
 
+import pytest
+import torch
+
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One intra-op thread: these models are tiny, so extra threads only add overhead, and the machines are shared."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def docstring_pairs() -> dict[str, list[dict]]:

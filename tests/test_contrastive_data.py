@@ -7,9 +7,8 @@ import logging
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
-from contrastive_data import docstring_pairs
+from contrastive_data import docstring_pairs, one_thread  # noqa: F401 (one_thread: an autouse fixture)
 from datasets import Dataset, IterableDataset
 from sentence_transformers import SentenceTransformer
 
@@ -34,15 +33,6 @@ def script(name):
     spec.loader.exec_module(module)
     return module
 
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: these models are tiny, so extra threads only add overhead, and the machines are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 @pytest.fixture(scope="module")
 def rows():
@@ -96,7 +86,8 @@ def test_columns_are_configurable_and_missing_ones_are_named(rows, tmp_path):
     path = str(write(renamed, tmp_path / "qa.jsonl"))
     pairs = load_pairs(PairSource("qa", path, query_column="question", document_column="answer"))
     assert pairs[0] == {"query": rows[0]["query"], "document": rows[0]["document"]}
-    with pytest.raises(ValueError, match=r"dataset 'qa' .* has no column \['query', 'document'\]; its columns are \['question', 'answer'\]"):
+    named = r"dataset 'qa' .* has no column \['query', 'document'\]; its columns are \['question', 'answer'\]"
+    with pytest.raises(ValueError, match=named):
         load_pairs(PairSource("qa", path))
     with pytest.raises(ValueError, match=r"no column \['negatives'\]"):
         load_pairs(PairSource("qa", path, query_column="question", document_column="answer"), num_negatives=1)

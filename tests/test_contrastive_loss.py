@@ -6,7 +6,7 @@ import logging
 import pytest
 import torch
 from conftest import tiny_config
-from contrastive_data import docstring_pairs
+from contrastive_data import docstring_pairs, one_thread  # noqa: F401 (one_thread: an autouse fixture)
 from sentence_transformers.sentence_transformer.losses import MatryoshkaLoss
 from sentence_transformers.sentence_transformer.modules import LayerNorm, Normalize, Pooling
 
@@ -15,15 +15,6 @@ from nomic_bert_hf.contrastive import contrastive_loss, load_embedder
 from nomic_bert_hf.embedder import PROMPTS, build_embedder, save_embedder
 from nomic_bert_hf.tokenization import save_tokenizer
 
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: these models are tiny, so extra threads only add overhead, and the machines are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 @pytest.fixture(scope="module")
 def dropout_free_dir(tmp_path_factory, tokenizer):
@@ -63,7 +54,9 @@ def test_gradcache_gives_the_same_loss_and_gradients(dropout_free_dir, rows, neg
     torch.manual_seed(0)
     plain, plain_grads = loss_and_gradients(model, rows, negatives, cached=False, matryoshka_dims=matryoshka_dims)
     torch.manual_seed(0)
-    cached, cached_grads = loss_and_gradients(model, rows, negatives, cached=True, mini_batch_size=5, matryoshka_dims=matryoshka_dims)
+    cached, cached_grads = loss_and_gradients(
+        model, rows, negatives, cached=True, mini_batch_size=5, matryoshka_dims=matryoshka_dims
+    )
     torch.testing.assert_close(cached, plain, atol=1e-10, rtol=1e-10)
     assert plain_grads.keys() == cached_grads.keys() and len(plain_grads) > 10
     for name, grad in plain_grads.items():

@@ -4,8 +4,8 @@ from collections import Counter
 
 import pytest
 import torch
-from datasets import Dataset
 from accelerate.data_loader import BatchSamplerShard
+from datasets import Dataset
 from sentence_transformers.base.sampler import DefaultBatchSampler, NoDuplicatesBatchSampler, ProportionalBatchSampler
 from torch.utils.data import ConcatDataset, RandomSampler
 
@@ -16,8 +16,12 @@ BATCH, WORLD, ACCUMULATION = 4, 2, 3
 
 
 def concat(sizes=SIZES):
+    """Datasets whose rows say which dataset they belong to."""
     return ConcatDataset(
-        [Dataset.from_dict({"query": [f"{name} {i}" for i in range(n)], "document": [f"{name} doc {i}" for i in range(n)]}) for name, n in sizes.items()]
+        [
+            Dataset.from_dict({"query": [f"{name} {i}" for i in range(n)], "document": [f"{name} doc {i}" for i in range(n)]})
+            for name, n in sizes.items()
+        ]
     )
 
 
@@ -29,7 +33,10 @@ def children(dataset, generator, kind=DefaultBatchSampler):
 
 def global_batches(sampler, world=WORLD, accumulation=ACCUMULATION):
     """The rows of every optimizer step, per process and micro-step, as accelerate deals the sampler's batches out."""
-    per_rank = [list(BatchSamplerShard(sampler, num_processes=world, process_index=rank, even_batches=False)) for rank in range(world)]
+    per_rank = [
+        list(BatchSamplerShard(sampler, num_processes=world, process_index=rank, even_batches=False))
+        for rank in range(world)
+    ]
     steps = min(len(batches) for batches in per_rank) // accumulation
     return [
         [batch for batches in per_rank for batch in batches[step * accumulation : (step + 1) * accumulation]]
@@ -45,7 +52,9 @@ def source_of(dataset, index):
 def test_every_global_batch_comes_from_one_source_in_proportion_to_size(child_kind):
     dataset = concat()
     generator = torch.Generator()
-    sampler = SingleSourceBatchSampler(dataset, children(dataset, generator, child_kind), generator=generator, seed=3, batches_per_step=WORLD * ACCUMULATION)
+    sampler = SingleSourceBatchSampler(
+        dataset, children(dataset, generator, child_kind), generator=generator, seed=3, batches_per_step=WORLD * ACCUMULATION
+    )
     steps = global_batches(sampler)
     rows_per_step = BATCH * WORLD * ACCUMULATION
     assert len(steps) == sum(n // rows_per_step for n in SIZES.values()) == len(sampler) // (WORLD * ACCUMULATION)

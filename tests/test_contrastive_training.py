@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from contrastive_data import write_pair_files
+from contrastive_data import write_pair_files, one_thread  # noqa: F401 (one_thread: an autouse fixture)
 from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
 
 from nomic_bert_hf.configs import parse_config
@@ -38,9 +38,8 @@ def train(config, output_dir, files, *extra):
     def recording_compute_loss(trainer, model, inputs, *args, **kwargs):
         decode = trainer.model.tokenizer.decode
         columns = [key.removesuffix("_input_ids") for key in inputs if key.endswith("_input_ids")]
-        records.append(
-            {"dataset": inputs["dataset_name"], **{c: decode(inputs[f"{c}_input_ids"][0], skip_special_tokens=True) for c in columns}}
-        )
+        first_rows = {column: decode(inputs[f"{column}_input_ids"][0], skip_special_tokens=True) for column in columns}
+        records.append({"dataset": inputs["dataset_name"], **first_rows})
         return compute_loss(trainer, model, inputs, *args, **kwargs)
 
     datasets = {"functions": str(files["functions"]), "classes": {"path": str(files["classes"]), "task": "classification"}}
@@ -62,15 +61,6 @@ def ndcg(model, files):
 def starts_with_prompt(text, prompt):
     return text.replace(" ", "").startswith(prompt.replace(" ", ""))
 
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: these models are tiny, so extra threads only add overhead, and the machines are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
@@ -106,7 +96,8 @@ def test_every_batch_is_one_source_with_its_prompts_applied_and_stored(stage2, s
                 (PROMPTS["query"], PROMPTS["document"]) if record["dataset"] == "functions" else (PROMPTS["classification"],) * 2
             )
             assert starts_with_prompt(record["query"], query_prompt), record
-            assert all(starts_with_prompt(record[column], document_prompt) for column in record if column not in ("dataset", "query"))
+            documents = [text for column, text in record.items() if column not in ("dataset", "query")]
+            assert documents and all(starts_with_prompt(text, document_prompt) for text in documents), record
         assert json.loads((final / "config_sentence_transformers.json").read_text())["prompts"] == PROMPTS
     assert {"negative_1", "negative_2", "negative_3"} <= set(stage3[1][0])
 
@@ -168,7 +159,8 @@ def test_lora_adapter_saves_portably_reloads_and_merges(stage2, files, tmp_path)
     )
     # a Hub id given for the base is recorded as it is; a local base passed at load time overrides it
     hub = save_adapter(load_adapter_embedder(adapter), tmp_path / "hub", "nomic-ai/nomic-embed-text-v1-unsupervised")
-    assert json.loads((hub / "adapter_config.json").read_text())["base_model_name_or_path"] == "nomic-ai/nomic-embed-text-v1-unsupervised"
+    recorded = json.loads((hub / "adapter_config.json").read_text())["base_model_name_or_path"]
+    assert recorded == "nomic-ai/nomic-embed-text-v1-unsupervised"
     reloaded = load_adapter_embedder(hub, base_model=final2).encode(texts, convert_to_tensor=True)
     torch.testing.assert_close(reloaded, with_adapter, atol=1e-5, rtol=0)
 
@@ -235,7 +227,8 @@ def test_bad_input_is_named(tmp_path, mlm_dir, files):
     rows = [json.loads(line) for line in files["functions"].read_text().splitlines()]
     with pytest.raises(ValueError, match="dataset 'mine' has 20 pairs, fewer than one global batch of 32"):
         bad_run(tmp_path, mlm_dir, rows[:20], "--num_negatives", "0")
-    with pytest.raises(ValueError, match=r"dataset 'mine' \(.*\) has no column \['query', 'document', 'negatives'\]; its columns are \['q', 'd'\]"):
+    named = r"dataset 'mine' \(.*\) has no column \['query', 'document', 'negatives'\]; its columns are \['q', 'd'\]"
+    with pytest.raises(ValueError, match=named):
         bad_run(tmp_path, mlm_dir, [{"q": row["query"], "d": row["document"]} for row in rows[:40]])
     with pytest.raises(ValueError, match=r"dataset 'mine': row \d+ has \d negatives but 3 are asked for"):
         bad_run(tmp_path, mlm_dir, rows[:200])

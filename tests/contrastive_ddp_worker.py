@@ -11,6 +11,7 @@ import os
 import sys
 from pathlib import Path
 
+import torch
 from sentence_transformers import SentenceTransformerTrainer
 from sentence_transformers.sentence_transformer.losses import cached_multiple_negatives_ranking as cmnrl
 
@@ -50,6 +51,7 @@ def main():
     script.main(script_args)
     record_dir.mkdir(parents=True, exist_ok=True)
     (record_dir / f"rank{rank}.json").write_text(json.dumps(records))
+    torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":

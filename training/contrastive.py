@@ -17,9 +17,11 @@ held-out pairs is measured before and after training and written into the model 
 
 import json
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 from datasets import DatasetDict
 from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
 from sentence_transformers.sentence_transformer.evaluation import SequentialEvaluator
@@ -108,6 +110,12 @@ def main(args=None):
     final_dir = Path(training_args.output_dir) / "final"
     if final_dir.exists() and not model_args.overwrite_output_dir:
         raise FileExistsError(f"{final_dir} exists, so this run is finished; pass --overwrite_output_dir true to redo it")
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched != training_args.world_size:  # each process would train alone on a copy of all the data
+        raise RuntimeError(
+            f"launched as {launched} processes, but they do not form one training group "
+            f"(world size {training_args.world_size}); on CPUs set use_cpu: true, which makes them use gloo"
+        )
     set_seed(training_args.seed)
 
     # 1. Load the model: an embedder, or a checkpoint wrapped as one (mean pooling, prompts, Matryoshka norm)
@@ -190,9 +198,12 @@ def main(args=None):
                 save_embedder(model, staging, overwrite=True)
             save_config(staging, model_args, data_args, loss_args, training_args)
         logger.info(f"saved the embedder to {final_dir}")
+    trainer.accelerator.wait_for_everyone()  # every process returns once final/ is complete
     return final_dir
 
 
 if __name__ == "__main__":
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     main()
+    if torch.distributed.is_initialized():  # a process that exits with an open gloo group can abort
+        torch.distributed.destroy_process_group()

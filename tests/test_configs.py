@@ -27,6 +27,19 @@ def test_yaml_then_overrides_then_round_trip(tmp_path):
     assert parse_config([ModelArguments, DataArguments], [str(saved)]) == (model, data)
 
 
+@dataclass
+class RequiredArguments:
+    model: str
+    steps: int = 1
+
+
+def test_required_fields_can_come_from_yaml(tmp_path):
+    (tmp_path / "c.yaml").write_text("model: runs/final\n")
+    assert parse_config([RequiredArguments], [str(tmp_path / "c.yaml")]) == (RequiredArguments("runs/final"),)
+    with pytest.raises(SystemExit):  # argparse: the required flag is missing
+        parse_config([RequiredArguments], ["--steps", "2"])
+
+
 def test_unknown_keys_and_flags_are_named(tmp_path):
     (tmp_path / "c.yaml").write_text("max_seq_lenght: 128\n")
     with pytest.raises(ValueError, match="max_seq_lenght"):

@@ -33,6 +33,9 @@ def parse_config(dataclass_types: Sequence[type], args: Sequence[str] | None = N
             raise ValueError(f"{path}: unknown config keys {unknown}")
     parser = HfArgumentParser(dataclass_types)
     parser.set_defaults(**values)
+    for action in parser._actions:  # argparse ignores defaults of required flags: a YAML value counts as given
+        if action.dest in values:
+            action.required = False
     return parser.parse_args_into_dataclasses(args=args)
 
 

@@ -164,12 +164,13 @@ class NomicBertAttention(nn.Module):
         if len(set(lengths)) == 1:  # equal lengths: one batched call without a mask
             shape = (len(lengths), lengths[0], self.num_heads, self.head_dim)
             return attend(query.view(shape), key.view(shape), value.view(shape)).reshape(query.shape)
-        outputs, start = [], 0
-        for length in lengths:  # unequal lengths: one call per sequence, so the fused mask-free kernel applies
-            end = start + length
-            if length:
-                outputs.append(attend(query[None, start:end], key[None, start:end], value[None, start:end])[0])
-            start = end
+        # Unequal lengths: one call per sequence, so the fused mask-free kernel applies. `split` (not slicing) keeps
+        # the backward pass linear in the batch: each slice's gradient would be a zero tensor of the full size.
+        outputs = [
+            attend(q[None], k[None], v[None])[0]
+            for q, k, v in zip(query.split(lengths), key.split(lengths), value.split(lengths))
+            if q.shape[0]
+        ]
         return torch.cat(outputs)
 
 

@@ -1,0 +1,194 @@
+"""Pair datasets for the contrastive stages: (query, document[, negatives]) rows from local files or the Hub.
+
+A source is one dataset with one task prefix (Nomic trains each batch on one source). `load_pairs` gives the columns
+sentence-transformers' ranking losses read in order: `query`, `document`, then `negative_1` ... `negative_k`, sampled
+at random (seeded) from the source's mined `negatives` list. `source_prompts` maps those columns to the prefixes the
+saved model stores (`embedder.PROMPTS`), for the trainer's `prompts` argument.
+"""
+
+import dataclasses
+import gzip
+import json
+import logging
+import os
+import random
+from collections.abc import Mapping
+from pathlib import Path
+
+from datasets import Dataset, Features, IterableDataset, Value, load_dataset
+
+from .embedder import PROMPTS
+
+logger = logging.getLogger(__name__)
+
+# task -> (prompt of the query column, prompt of the document and negative columns), names from embedder.PROMPTS
+TASK_PROMPTS = {
+    "search": ("query", "document"),
+    "classification": ("classification", "classification"),
+    "clustering": ("clustering", "clustering"),
+}
+FILE_BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet"}
+
+
+@dataclasses.dataclass
+class PairSource:
+    """One dataset of pairs: a local .jsonl/.jsonl.gz/.parquet file, a folder of them, or a Hub dataset id."""
+
+    name: str
+    path: str
+    task: str = "search"
+    split: str = "train"
+    subset: str | None = None
+    revision: str | None = None
+    query_column: str = "query"
+    document_column: str = "document"
+    negatives_column: str = "negatives"
+
+    def __post_init__(self):
+        if self.task not in TASK_PROMPTS:
+            raise ValueError(f"dataset {self.name!r}: unknown task {self.task!r}; choose one of {sorted(TASK_PROMPTS)}")
+
+
+def parse_sources(specs: Mapping[str, str | Mapping], **defaults) -> list[PairSource]:
+    """Sources from a config mapping `{name: path}` or `{name: {path: ..., task: ..., split: ..., ...}}`; `defaults`
+    (e.g. column names) apply where a source does not set its own."""
+    fields = {field.name for field in dataclasses.fields(PairSource)} - {"name"}
+    sources = []
+    for name, spec in specs.items():
+        spec = {"path": spec} if isinstance(spec, str) else dict(spec)
+        unknown = sorted(set(spec) - fields)
+        if unknown or "path" not in spec:
+            raise ValueError(f"dataset {name!r}: needs a `path`, may set {sorted(fields - {'path'})}; got {sorted(spec)}")
+        sources.append(PairSource(name=name, **{**defaults, **spec}))
+    return sources
+
+
+def pair_columns(num_negatives: int = 0) -> list[str]:
+    """The columns `load_pairs` gives, in the order the ranking losses read them."""
+    return ["query", "document", *(f"negative_{j}" for j in range(1, num_negatives + 1))]
+
+
+def source_prompts(task: str, columns: list[str]) -> dict[str, str]:
+    """The prompt of each training column: the first (query) column gets the task's query prefix, the others (the
+    document and its negatives) the document prefix."""
+    query_prompt, document_prompt = (PROMPTS[name] for name in TASK_PROMPTS[task])
+    return {column: query_prompt if position == 0 else document_prompt for position, column in enumerate(columns)}
+
+
+def load_pairs(
+    source: PairSource,
+    num_negatives: int = 0,
+    pad_negatives: bool = False,
+    seed: int = 0,
+    streaming: bool = False,
+) -> Dataset | IterableDataset:
+    """`source` as `query`, `document` (and `negative_1..k`) columns, without rows whose query or document is empty.
+
+    With `num_negatives=k`, k negatives are drawn at random (seeded per row) from the row's mined list; a row with
+    fewer is an error unless `pad_negatives`, which fills it with other documents of the same source (drawn from the
+    row's chunk of 1000 rows, so that a stream can be padded too).
+    """
+    raw = _load_raw(source, streaming)
+    columns = [source.query_column, source.document_column] + ([source.negatives_column] if num_negatives else [])
+    present = raw.column_names if raw.column_names is not None else list(next(iter(raw)))
+    missing = [column for column in columns if column not in present]
+    if missing:
+        raise ValueError(f"dataset {source.name!r} ({source.path}) has no column {missing}; its columns are {present}")
+    pairs = raw.select_columns(columns).rename_columns(
+        {old: new for old, new in zip(columns, ["query", "document", "negatives"]) if old != new}
+    )
+    kept = pairs.filter(_has_query_and_document, batched=True)
+    if not streaming and len(kept) < len(pairs):
+        dropped = len(pairs) - len(kept)
+        logger.warning(f"dataset {source.name!r}: dropped {dropped} of {len(pairs)} rows with an empty query or document")
+    if num_negatives:
+        kept = kept.map(
+            _sample_negatives,
+            batched=True,
+            batch_size=1000,
+            with_indices=True,
+            remove_columns=["negatives"],
+            fn_kwargs={"k": num_negatives, "pad": pad_negatives, "seed": seed, "name": source.name},
+        )
+    if streaming:  # a stream does not infer its columns' types; sentence-transformers needs them
+        kept = kept.cast(Features({column: Value("string") for column in pair_columns(num_negatives)}))
+    return kept
+
+
+def hold_out(pairs: Dataset, rows: int, seed: int = 0) -> tuple[Dataset, Dataset | None]:
+    """Split `rows` pairs off at random for evaluation: (training pairs, held-out pairs or None)."""
+    if rows <= 0:
+        return pairs, None
+    if rows >= len(pairs):
+        raise ValueError(f"cannot hold out {rows} of {len(pairs)} pairs for evaluation")
+    split = pairs.train_test_split(test_size=rows, seed=seed)
+    return split["train"], split["test"]
+
+
+def require_rows(pairs: Dataset, name: str, rows_per_step: int) -> None:
+    """A source must fill at least one global batch (per-device batch x processes x accumulation steps)."""
+    if len(pairs) < rows_per_step:
+        raise ValueError(
+            f"dataset {name!r} has {len(pairs)} pairs, fewer than one global batch of {rows_per_step} "
+            "(per-device batch size x processes x gradient accumulation steps); lower the batch size or add data"
+        )
+
+
+def write_jsonl(rows: Dataset, path: str | Path, overwrite: bool = False) -> Path:
+    """Write rows as JSON lines (gzip-compressed when the name ends in .gz), atomically: a partial file never sits
+    under the final name, and an existing file is only replaced with `overwrite`."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} already exists; choose another output or allow overwriting")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(partial, "wt", encoding="utf-8") as file:
+            for row in rows:
+                file.write(json.dumps(row, ensure_ascii=False) + "\n")
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+    return path
+
+
+def _load_raw(source: PairSource, streaming: bool) -> Dataset | IterableDataset:
+    path = Path(source.path)
+    if path.is_file():
+        suffix = path.suffixes[-2] if path.suffix == ".gz" and len(path.suffixes) > 1 else path.suffix
+        if suffix not in FILE_BUILDERS:
+            raise ValueError(f"dataset {source.name!r}: cannot read {path}; use .jsonl, .jsonl.gz, .json or .parquet")
+        return load_dataset(FILE_BUILDERS[suffix], data_files=str(path), split="train", streaming=streaming)
+    if path.is_dir():
+        return load_dataset(str(path), split=source.split, streaming=streaming)
+    if path.is_absolute() or source.path.startswith(".") or path.suffix in {*FILE_BUILDERS, ".gz"}:
+        raise FileNotFoundError(f"dataset {source.name!r}: {path} does not exist")
+    return load_dataset(source.path, source.subset, split=source.split, revision=source.revision, streaming=streaming)
+
+
+def _has_query_and_document(batch: dict[str, list]) -> list[bool]:
+    pairs = zip(batch["query"], batch["document"])
+    return [bool(query and query.strip() and document and document.strip()) for query, document in pairs]
+
+
+def _sample_negatives(batch: dict[str, list], indices: list[int], k: int, pad: bool, seed: int, name: str) -> dict:
+    columns = {f"negative_{j}": [] for j in range(1, k + 1)}
+    for row, (index, mined) in enumerate(zip(indices, batch["negatives"])):
+        rng = random.Random(f"{seed}:{index}")
+        mined = list(dict.fromkeys(text for text in mined or [] if text and text.strip()))
+        if len(mined) >= k:
+            chosen = rng.sample(mined, k)
+        elif pad:
+            pool = [text for other, text in enumerate(batch["document"]) if other != row and text not in mined]
+            if len(pool) < k - len(mined):
+                raise ValueError(f"dataset {name!r}: too few documents to pad row {index} to {k} negatives")
+            chosen = mined + rng.sample(pool, k - len(mined))
+        else:
+            raise ValueError(
+                f"dataset {name!r}: row {index} has {len(mined)} negatives but {k} are asked for; mine more "
+                "(training/mine_negatives.py), lower num_negatives, or set pad_negatives to fill up with random documents"
+            )
+        for j, text in enumerate(chosen, start=1):
+            columns[f"negative_{j}"].append(text)
+    return columns

@@ -1,0 +1,209 @@
+"""Stages 2 and 3 of Nomic Embed: contrastive training of a NomicBERT checkpoint into a text embedder.
+
+    python training/contrastive.py training/configs/contrastive/cpu-pretrain.yaml
+    python training/contrastive.py training/configs/contrastive/cpu-finetune.yaml \
+        --model_name_or_path runs/contrastive-pretrain/final --output_dir runs/contrastive-finetune
+    torchrun --nproc_per_node 8 training/contrastive.py training/configs/contrastive/nomic-embed-text-v1-unsupervised.yaml
+
+The input is an MLM checkpoint (this package's layout, e.g. `nomic-bert-2048`) or an embedder folder. Training pairs
+come from several datasets (`train_datasets` in the config, local jsonl/parquet or Hub ids), each with its own task
+prefix; every global batch is drawn from one dataset, chosen in proportion to dataset size. The loss is InfoNCE at
+temperature 0.02 from query to document over the documents of all processes, through GradCache
+(`CachedMultipleNegativesRankingLoss`), optionally with Matryoshka dimensions (v1.5) and a LoRA adapter. Retrieval on
+held-out pairs is measured before and after training and written into the model card. The embedder goes to
+`{output_dir}/final/` with the resolved config (`config.yaml`); with `lora: true` the adapter also goes to
+`{output_dir}/adapter/` and `final/` holds the merged model.
+"""
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from datasets import DatasetDict
+from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+from sentence_transformers.sentence_transformer.evaluation import SequentialEvaluator
+from transformers import set_seed
+
+from nomic_bert_hf.checkpoints import atomic_output_dir
+from nomic_bert_hf.configs import parse_config, save_config
+from nomic_bert_hf.contrastive import contrastive_loss, load_embedder, retrieval_evaluator
+from nomic_bert_hf.embedder import save_embedder
+from nomic_bert_hf.lora import add_lora, merge_adapter, save_adapter
+from nomic_bert_hf.pair_data import hold_out, load_pairs, pair_columns, parse_sources, require_rows, source_prompts
+from nomic_bert_hf.sampler import single_source_sampler
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ModelArguments:
+    # No field is required on the command line: a YAML config may set any of them (parse_config passes YAML values as
+    # argparse defaults, which argparse ignores for required arguments); __post_init__ checks instead.
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "MLM checkpoint or embedder folder (this package's layout) or Hub id"}
+    )
+    revision: str | None = field(default=None, metadata={"help": "Hub revision of the model"})
+    max_seq_length: int = field(
+        default=512, metadata={"help": "tokens per text during training (the saved model keeps its own limit)"}
+    )
+    matryoshka: bool = field(default=False, metadata={"help": "v1.5 layout: a frozen LayerNorm before truncation"})
+    lora: bool = field(default=False, metadata={"help": "train a LoRA adapter instead of all weights"})
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.0
+    lora_base_model: str | None = field(
+        default=None, metadata={"help": "how the adapter names its base (e.g. a Hub id); default: model_name_or_path"}
+    )
+    overwrite_output_dir: bool = field(default=False, metadata={"help": "replace an existing {output_dir}/final"})
+
+    def __post_init__(self):
+        if not self.model_name_or_path:
+            raise ValueError("model_name_or_path is required: the MLM checkpoint or embedder to train")
+
+
+@dataclass
+class DataArguments:
+    train_datasets: dict | str | None = field(
+        default=None,
+        metadata={
+            "help": "{name: path} or {name: {path, task: search|classification|clustering, split, subset, revision, "
+            "query_column, document_column, negatives_column}} (JSON on the command line)"
+        },
+    )
+    eval_datasets: dict | str | None = field(default=None, metadata={"help": "held-out pair datasets, same format"})
+    eval_pairs: int = field(default=0, metadata={"help": "pairs held out of each training dataset for evaluation"})
+    query_column: str = "query"
+    document_column: str = "document"
+    negatives_column: str = "negatives"
+    num_negatives: int = field(default=0, metadata={"help": "hard negatives per query, sampled from the mined list"})
+    pad_negatives: bool = field(default=False, metadata={"help": "fill short negatives lists with random documents"})
+    streaming: bool = field(
+        default=False, metadata={"help": "stream one training dataset instead of loading it (needs max_steps)"}
+    )
+
+    def __post_init__(self):
+        for name in ("train_datasets", "eval_datasets"):
+            if isinstance(getattr(self, name), str):
+                setattr(self, name, json.loads(getattr(self, name)))
+        if not self.train_datasets:
+            raise ValueError("train_datasets is empty: name at least one dataset of (query, document) pairs")
+        if self.streaming and len(self.train_datasets) > 1:  # sentence-transformers samples batches from one stream
+            raise ValueError("streaming trains on one dataset; load several datasets without streaming")
+
+
+@dataclass
+class LossArguments:
+    scale: float = field(default=50.0, metadata={"help": "similarity scale = 1 / temperature"})
+    gradcache: bool = field(default=True, metadata={"help": "CachedMultipleNegativesRankingLoss (GradCache)"})
+    mini_batch_size: int = field(default=64, metadata={"help": "GradCache chunk: rows embedded at once"})
+    gather_across_devices: bool = field(default=True, metadata={"help": "negatives from the documents of all processes"})
+    matryoshka_dims: list[int] = field(default_factory=list, metadata={"help": "e.g. 768 512 256 128 64 for v1.5"})
+
+
+def main(args=None):
+    model_args, data_args, loss_args, training_args = parse_config(
+        [ModelArguments, DataArguments, LossArguments, SentenceTransformerTrainingArguments], args
+    )
+    final_dir = Path(training_args.output_dir) / "final"
+    if final_dir.exists() and not model_args.overwrite_output_dir:
+        raise FileExistsError(f"{final_dir} exists, so this run is finished; pass --overwrite_output_dir true to redo it")
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched != training_args.world_size:  # each process would train alone on a copy of all the data
+        raise RuntimeError(
+            f"launched as {launched} processes, but they do not form one training group "
+            f"(world size {training_args.world_size}); on CPUs set use_cpu: true, which makes them use gloo"
+        )
+    set_seed(training_args.seed)
+
+    # 1. Load the model: an embedder, or a checkpoint wrapped as one (mean pooling, prompts, Matryoshka norm)
+    model = load_embedder(model_args.model_name_or_path, matryoshka=model_args.matryoshka, revision=model_args.revision)
+    saved_max_seq_length = model.max_seq_length
+    model.max_seq_length = model_args.max_seq_length
+    if model_args.lora:
+        add_lora(model, r=model_args.lora_r, alpha=model_args.lora_alpha, dropout=model_args.lora_dropout)
+
+    # 2. Load the data: one dataset per source, its task prefix as the prompts of its columns
+    sources = parse_sources(
+        data_args.train_datasets, query_column=data_args.query_column,
+        document_column=data_args.document_column, negatives_column=data_args.negatives_column,
+    )
+    batches_per_step = training_args.world_size * training_args.gradient_accumulation_steps
+    train_datasets, prompts, held_out = {}, {}, []
+    for source in sources:
+        pairs = load_pairs(
+            source, data_args.num_negatives, data_args.pad_negatives, training_args.seed, data_args.streaming
+        )
+        if not data_args.streaming:
+            pairs, held = hold_out(pairs, data_args.eval_pairs, seed=training_args.seed)
+            require_rows(pairs, source.name, training_args.per_device_train_batch_size * batches_per_step)
+            if held is not None:
+                held_out.append((source.name, source.task, held))
+        train_datasets[source.name] = pairs
+        prompts[source.name] = source_prompts(source.task, pair_columns(data_args.num_negatives))
+    for source in parse_sources(data_args.eval_datasets or {}):
+        held_out.append((source.name, source.task, load_pairs(source)))
+    if data_args.streaming:  # one dataset: every batch is from one source by construction
+        train_dataset, training_args.prompts = train_datasets[sources[0].name], prompts[sources[0].name]
+    else:
+        train_dataset, training_args.prompts = DatasetDict(train_datasets), prompts
+        training_args.multi_dataset_batch_sampler = single_source_sampler(batches_per_step)
+
+    # 3. Define the loss: InfoNCE, query -> document, GradCache, Matryoshka dimensions if any
+    loss = contrastive_loss(
+        model, scale=loss_args.scale, cached=loss_args.gradcache, mini_batch_size=loss_args.mini_batch_size,
+        gather_across_devices=loss_args.gather_across_devices and training_args.world_size > 1,
+        matryoshka_dims=loss_args.matryoshka_dims,
+    )
+
+    # 4. Define the evaluators (retrieval on the held-out pairs, per Matryoshka dimension) and run them before training
+    evaluator = None
+    if held_out:
+        dims = [None] + [dim for dim in loss_args.matryoshka_dims if dim < model.get_embedding_dimension()]
+        evaluator = SequentialEvaluator(
+            [
+                retrieval_evaluator(pairs, name if dim is None else f"{name}-dim{dim}", task, truncate_dim=dim)
+                for name, task, pairs in held_out
+                for dim in dims
+            ]
+        )
+        logger.info(f"before training: {evaluator(model)}")
+
+    # 5. Train
+    trainer = SentenceTransformerTrainer(
+        model=model, args=training_args, train_dataset=train_dataset, loss=loss, evaluator=evaluator
+    )
+    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+
+    # 6. Evaluate again; the scores before and after go into the model card
+    if evaluator is not None:
+        logger.info(f"after training: {trainer.evaluate()}")
+
+    # 7. Save the embedder (and the adapter) with the resolved config
+    model.max_seq_length = saved_max_seq_length
+    if trainer.is_world_process_zero():
+        overwrite = model_args.overwrite_output_dir
+        if model_args.lora:
+            adapter_dir = save_adapter(
+                model, Path(training_args.output_dir) / "adapter",
+                model_args.lora_base_model or model_args.model_name_or_path, overwrite=overwrite,
+            )
+            save_config(adapter_dir, model_args, data_args, loss_args, training_args)
+        with atomic_output_dir(final_dir, overwrite=overwrite) as staging:
+            if model_args.lora:
+                merge_adapter(adapter_dir, staging, base_model=model_args.model_name_or_path, overwrite=True)
+            else:
+                save_embedder(model, staging, overwrite=True)
+            save_config(staging, model_args, data_args, loss_args, training_args)
+        logger.info(f"saved the embedder to {final_dir}")
+    trainer.accelerator.wait_for_everyone()  # every process returns once final/ is complete
+    return final_dir
+
+
+if __name__ == "__main__":
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    main()
+    if torch.distributed.is_initialized():  # a process that exits with an open gloo group can abort
+        torch.distributed.destroy_process_group()

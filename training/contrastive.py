@@ -33,6 +33,7 @@ from nomic_bert_hf.contrastive import contrastive_loss, load_embedder, retrieval
 from nomic_bert_hf.embedder import save_embedder
 from nomic_bert_hf.lora import add_lora, merge_adapter, save_adapter
 from nomic_bert_hf.pair_data import hold_out, load_pairs, pair_columns, parse_sources, require_rows, source_prompts
+from nomic_bert_hf.runs import FINAL_DIR, prepare_output_dir
 from nomic_bert_hf.sampler import single_source_sampler
 
 logger = logging.getLogger(__name__)
@@ -107,9 +108,10 @@ def main(args=None):
     model_args, data_args, loss_args, training_args = parse_config(
         [ModelArguments, DataArguments, LossArguments, SentenceTransformerTrainingArguments], args
     )
-    final_dir = Path(training_args.output_dir) / "final"
-    if final_dir.exists() and not model_args.overwrite_output_dir:
-        raise FileExistsError(f"{final_dir} exists, so this run is finished; pass --overwrite_output_dir true to redo it")
+    final_dir = Path(training_args.output_dir) / FINAL_DIR
+    resume_from = prepare_output_dir(
+        training_args.output_dir, training_args.resume_from_checkpoint, model_args.overwrite_output_dir
+    )
     launched = int(os.environ.get("WORLD_SIZE", "1"))
     if launched != training_args.world_size:  # each process would train alone on a copy of all the data
         raise RuntimeError(
@@ -175,7 +177,7 @@ def main(args=None):
     trainer = SentenceTransformerTrainer(
         model=model, args=training_args, train_dataset=train_dataset, loss=loss, evaluator=evaluator
     )
-    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    trainer.train(resume_from_checkpoint=resume_from)
 
     # 6. Evaluate again; the scores before and after go into the model card
     if evaluator is not None:

@@ -104,3 +104,9 @@ def test_existing_output_is_never_overwritten_silently(encoder_dir, embedder_dir
     with pytest.raises(FileExistsError):
         save_embedder(build_embedder(encoder_dir), embedder_dir)
     assert {path.name: path.stat().st_mtime_ns for path in embedder_dir.iterdir()} == before
+
+
+def test_built_embedder_reloads_its_checkpoints_with_its_own_code(encoder_dir):
+    """sentence-transformers' Trainer resumes by reloading a checkpoint with the model's trust_remote_code flag;
+    without it the native class would load and its weight names would not fit this package's model."""
+    assert build_embedder(encoder_dir).trust_remote_code

@@ -57,7 +57,8 @@ def build_embedder(
     if matryoshka:
         modules.append(LayerNorm(dimension))
     modules.append(Normalize())
-    model = SentenceTransformer(modules=modules, prompts=dict(PROMPTS), similarity_fn_name="cosine")
+    # trust_remote_code: sentence-transformers reloads training checkpoints with the model's own flag
+    model = SentenceTransformer(modules=modules, prompts=dict(PROMPTS), similarity_fn_name="cosine", trust_remote_code=True)
     freeze_matryoshka_norm(model)
     return model
 

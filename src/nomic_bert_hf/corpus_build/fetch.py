@@ -14,19 +14,13 @@ import sys
 import zlib
 from pathlib import Path
 
+from ..corpus import sha256_file
+
 APT_LISTS = Path("/var/lib/apt/lists")
 
 
 class PinError(RuntimeError):
     """The archive or the machine no longer provides what the pins name: rebuilding would drift."""
-
-
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _run(command: list[str], cwd: Path | None = None) -> str:

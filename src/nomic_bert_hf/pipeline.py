@@ -1,0 +1,112 @@
+"""Pieces of the one-command pipeline (`training/pipeline.py`): running a stage as its own process, knowing which
+stages are finished, turning the corpus manifest into stage arguments, and recording provenance.
+
+A stage is finished when its `final/` folder exists (every stage renames it into place as its last act), so a new run
+skips it. An unfinished stage with a checkpoint resumes from it; one without starts again in its own folder.
+"""
+
+import json
+import logging
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+from transformers.trainer_utils import get_last_checkpoint
+
+from .configs import CONFIG_FILE
+from .corpus import Corpus
+from .embedder import PROMPTS
+from .embedder_folder import weights_digest
+from .provenance import PROVENANCE_FILE, environment, write_json
+from .runs import FINAL_DIR
+
+logger = logging.getLogger(__name__)
+
+ROOT = Path(__file__).resolve().parents[2]
+# Keys of a recorded stage config that belong to the run that wrote it, not to its recipe.
+RUN_KEYS = ("resume_from_checkpoint", "overwrite_output_dir", "output_dir", "logging_dir", "run_name")
+
+
+def is_finished(stage_dir: Path) -> bool:
+    return (stage_dir / FINAL_DIR).is_dir()
+
+
+def resume_arguments(stage_dir: Path) -> list[str]:
+    """Flags that continue an interrupted stage: from its newest checkpoint, or afresh in its own folder."""
+    if not stage_dir.is_dir() or not any(stage_dir.iterdir()):
+        return []
+    checkpoint = get_last_checkpoint(str(stage_dir))
+    if checkpoint is not None:
+        logger.info("%s was interrupted: resuming from %s", stage_dir, checkpoint)
+        return ["--resume_from_checkpoint", checkpoint]
+    logger.info("%s was interrupted before its first checkpoint: starting it again", stage_dir)
+    return ["--overwrite_output_dir", "true"]
+
+
+def run_stage(script: str, arguments: list[str], launcher: str = "") -> None:
+    """Run `python script arguments` (or `launcher script arguments`, e.g. torchrun / accelerate launch)."""
+    command = [*shlex.split(launcher), script] if launcher else [sys.executable, script]
+    command += [str(argument) for argument in arguments]
+    logger.info("running %s", shlex.join(command))
+    subprocess.run(command, check=True, cwd=ROOT)
+
+
+def task_of(prompts: dict[str, str]) -> str:
+    """The contrastive stage's task name for a dataset's prompts (search, classification or clustering)."""
+    query_prompt = prompts["query"]
+    if query_prompt == PROMPTS["query"]:
+        return "search"
+    for task in ("classification", "clustering"):
+        if query_prompt == PROMPTS[task]:
+            return task
+    raise ValueError(f"prompts {prompts} match no Nomic task prefix")
+
+
+def pair_datasets(corpus: Corpus, stage: int) -> dict[str, dict]:
+    """`train_datasets` for the contrastive stage: the corpus's pair datasets of a training stage (2 or 3)."""
+    names = corpus.pair_datasets(stage=stage)
+    if not names:
+        raise ValueError(f"the corpus at {corpus.root} has no pair datasets for stage {stage}")
+    return {name: {"path": str(Path(corpus.data_files(name)["train"][0]).parent), "task": task_of(corpus.prompts(name))}
+            for name in names}
+
+
+def recorded_config(final_dir: Path) -> dict:
+    """The resolved config a stage saved with its result."""
+    return yaml.safe_load((final_dir / CONFIG_FILE).read_text())
+
+
+def recipe_config(config: dict) -> dict:
+    """A recorded stage config without the keys that describe the run rather than the recipe."""
+    return {key: value for key, value in config.items() if key not in RUN_KEYS}
+
+
+def provenance(pipeline_config: dict, corpus: Corpus, stage_dirs: dict[str, Path]) -> dict:
+    """Everything needed to reproduce the run: code and library versions, the corpus manifest and its file hashes,
+    the pipeline config (with its seed) and the resolved config of every finished stage."""
+    return {
+        "environment": environment(ROOT),
+        "corpus": {
+            "root": str(corpus.root),
+            "name": corpus.manifest.get("name"),
+            "files": {path: record["sha256"] for path, record in sorted(corpus.manifest["files"].items())},
+        },
+        "pipeline": pipeline_config,
+        "stages": {name: recorded_config(path / FINAL_DIR) for name, path in stage_dirs.items() if is_finished(path)},
+    }
+
+
+def record_provenance(folder: Path, record: dict) -> None:
+    """Write `provenance.json` (with the digest of the folder's weights, when it has any) into an output folder."""
+    if any(folder.glob("*.safetensors")):
+        record = {**record, "weights": weights_digest(folder)}
+    write_json(folder / PROVENANCE_FILE, record)
+
+
+def load_provenance(folder: Path) -> dict:
+    path = Path(folder) / PROVENANCE_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{folder} has no {PROVENANCE_FILE}: it was not written by training/pipeline.py")
+    return json.loads(path.read_text())

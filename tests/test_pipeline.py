@@ -1,0 +1,139 @@
+"""The one-command pipeline on a tiny configuration: end to end, bit-identical when repeated, resumable after a kill,
+and refusing bad input before any training."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from sentence_transformers import SentenceTransformer
+
+from nomic_bert_hf.corpus import CorpusError
+from nomic_bert_hf.embedder_folder import weights_digest
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ROOT / "training" / "configs" / "pipeline" / "tiny.yaml"
+sys.path.insert(0, str(ROOT / "training"))
+import pipeline  # noqa: E402
+
+
+def run_pipeline(tmp: Path, *flags: str) -> subprocess.Popen:
+    """The pipeline as a user runs it, in its own process group (so a test can kill all of its stages)."""
+    command = [sys.executable, str(ROOT / "training" / "pipeline.py"), str(TINY),
+               "--output_dir", str(tmp / "runs"), "--publish_dir", str(tmp / "nomic-embed-text"), *flags]
+    return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+
+
+def finish(process: subprocess.Popen) -> str:
+    output, _ = process.communicate(timeout=900)
+    assert process.returncode == 0, output[-4000:]
+    return output
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("pipeline")
+    output = finish(run_pipeline(tmp))
+    return tmp, output
+
+
+def test_end_to_end_writes_a_publishable_model(first_run, monkeypatch):
+    tmp, output = first_run
+    runs, published = tmp / "runs", tmp / "nomic-embed-text"
+    for stage in ("mlm", "pretrain", "finetune"):
+        assert (runs / stage / "final" / "model.safetensors").is_file()
+        assert json.loads((runs / stage / "final" / "provenance.json").read_text())["stages"][stage]["seed"] == 42
+    assert len(list((runs / "mine").glob("*.jsonl.gz"))) == 3
+    results = json.loads((runs / "results.json").read_text())
+    assert {row["task"] for row in results["tasks"]} == {"reference_summaries", "wordnet_similarity"}
+    assert all(0 <= row["score"] <= 1 for row in results["tasks"])
+    assert "reference_summaries" in (runs / "results.md").read_text() and "reference_summaries" in output
+    record = json.loads((published / "provenance.json").read_text())
+    assert set(record["stages"]) == {"mlm", "pretrain", "finetune"}
+    assert record["weights"] == weights_digest(published) == weights_digest(runs / "finetune" / "final")
+    assert record["environment"]["versions"]["transformers"] and "manifest.json" not in record["corpus"]["files"]
+    assert any(path.endswith("train-00000.jsonl.gz") for path in record["corpus"]["files"])
+    card = (published / "README.md").read_text()
+    assert "reference_summaries" in card and "search_query: " in card
+    monkeypatch.chdir(tmp)  # the published name works as a model id in its parent folder
+    model = SentenceTransformer("nomic-embed-text", trust_remote_code=True)
+    assert model.prompts["query"] == "search_query: "
+    assert model.encode_query(["What does ls do?"]).shape == (1, 32)
+
+
+def test_a_finished_pipeline_is_not_rerun(first_run):
+    tmp, _ = first_run
+    final = tmp / "runs" / "finetune" / "final" / "model.safetensors"
+    before = final.stat().st_mtime_ns
+    output = finish(run_pipeline(tmp))
+    assert not any(script in output for script in ("training/mlm.py", "contrastive.py", "mine_negatives.py"))
+    assert final.stat().st_mtime_ns == before
+
+
+def test_same_config_and_seed_give_identical_weights(first_run, tmp_path):
+    tmp, _ = first_run
+    finish(run_pipeline(tmp_path, "--stop_after", "finetune"))
+    for stage in ("mlm", "pretrain", "finetune"):
+        assert weights_digest(tmp_path / "runs" / stage / "final") == weights_digest(tmp / "runs" / stage / "final")
+
+
+def test_a_killed_pipeline_resumes_from_its_checkpoint(first_run, tmp_path):
+    tmp, _ = first_run
+    process = run_pipeline(tmp_path, "--stop_after", "finetune")
+    checkpoint = tmp_path / "runs" / "pretrain" / "checkpoint-4"
+    deadline = time.time() + 600
+    while not (checkpoint / "trainer_state.json").is_file():
+        assert process.poll() is None and time.time() < deadline, "the pipeline ended before the checkpoint"
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (tmp_path / "runs" / "pretrain" / "final").exists()
+    mlm_final = tmp_path / "runs" / "mlm" / "final" / "model.safetensors"
+    mlm_written = mlm_final.stat().st_mtime_ns
+    output = finish(run_pipeline(tmp_path, "--stop_after", "finetune"))
+    assert "resuming from" in output and "training/mlm.py" not in output
+    assert mlm_final.stat().st_mtime_ns == mlm_written
+    for stage in ("pretrain", "finetune"):
+        assert weights_digest(tmp_path / "runs" / stage / "final") == weights_digest(tmp / "runs" / stage / "final")
+
+
+def test_reproduce_reruns_the_recorded_recipe(first_run):
+    tmp, _ = first_run
+    published = tmp / "nomic-embed-text"
+    config = pipeline.reproduction_config(published)
+    assert config.output_dir == f"{tmp / 'runs'}-reproduced" and config.publish_dir == f"{published}-reproduced"
+    recorded = Path(config.mlm_config)
+    assert recorded.is_file() and "max_steps: 6" in recorded.read_text() and "output_dir" not in recorded.read_text()
+
+
+@pytest.mark.parametrize(
+    ("change", "error", "message"),
+    [
+        (lambda corpus: shutil.rmtree(corpus), CorpusError, "does not exist"),
+        (lambda corpus: (corpus / "pairs" / "faq" / "train-00000.jsonl.gz").write_bytes(b"tampered"), CorpusError,
+         "pairs/faq/train-00000.jsonl.gz does not match the manifest"),
+        (lambda corpus: (corpus / "manifest.json").write_text(json.dumps({"files": {}, "mlm": {}, "pairs": {},
+                                                                          "eval": {}})), CorpusError, "empty"),
+    ],
+)
+def test_bad_corpus_stops_before_training(tmp_path, change, error, message):
+    corpus = tmp_path / "corpus"
+    shutil.copytree(ROOT / "training" / "data" / "default", corpus)
+    change(corpus)
+    with pytest.raises(error, match=message):
+        pipeline.main([str(TINY), "--corpus", str(corpus), "--output_dir", str(tmp_path / "runs")])
+    assert not (tmp_path / "runs" / "mlm").exists()
+
+
+def test_unknown_config_keys_and_stages_are_named(tmp_path):
+    (tmp_path / "bad.yaml").write_text("mlm_confg: x.yaml\n")
+    with pytest.raises(ValueError, match="mlm_confg"):
+        pipeline.main([str(tmp_path / "bad.yaml")])
+    with pytest.raises(ValueError, match="pretrian"):
+        pipeline.main([str(TINY), "--rerun", "pretrian"])

@@ -1,0 +1,208 @@
+"""The main job: Nomic Embed's three-stage recipe on one corpus, evaluated, into a publishable `nomic-embed-text/`.
+
+    python training/pipeline.py                                   # CPU default on the shipped corpus (~15 minutes)
+    python training/pipeline.py training/configs/pipeline/cpu-large.yaml
+    python training/pipeline.py training/configs/pipeline/nomic-embed-text-v1.5.yaml \\
+        --launcher "torchrun --nproc_per_node 8"                  # GPUs; or --launcher "accelerate launch --config_file ..."
+    python training/pipeline.py --reproduce nomic-embed-text      # re-run a published folder's recipe from its records
+
+Stages, each its own process (under the launcher for the training stages), each writing `<output_dir>/<stage>/`:
+  1. mlm:       masked-language-model pretraining on the corpus's text (training/mlm.py)
+  2. pretrain:  weakly supervised contrastive pretraining on the stage-2 pair datasets (training/contrastive.py)
+  3. mine:      hard negatives for the stage-3 datasets, mined with the stage-2 model (training/mine_negatives.py)
+  4. finetune:  contrastive fine-tuning with those negatives (training/contrastive.py)
+  5. evaluate:  the held-out tasks through mteb (evaluation/mteb_eval.py); Hub tasks and GLUE when configured
+  6. publish:   `publish_dir` with weights, code, tokenizer, prompts and a model card with the results (nomic-bert-publish)
+
+A stage whose `final/` exists is finished and skipped (list it in `--rerun` to redo it); an interrupted one resumes from
+its last checkpoint. Every stage's `final/` and the published folder get `provenance.json`: code and library versions,
+the corpus's file hashes, the pipeline config with its seed and the resolved config of every stage.
+"""
+
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import yaml
+
+from nomic_bert_hf.configs import parse_config, save_config
+from nomic_bert_hf.corpus import Corpus
+from nomic_bert_hf.embedder_folder import weights_digest
+from nomic_bert_hf.evaluation.results import (
+    category_rows,
+    find_runs,
+    markdown_category_table,
+    markdown_task_table,
+    task_rows,
+)
+from nomic_bert_hf.pipeline import (
+    is_finished,
+    load_provenance,
+    pair_datasets,
+    provenance,
+    recipe_config,
+    record_provenance,
+    resume_arguments,
+    run_stage,
+)
+from nomic_bert_hf.publish import main as publish
+from nomic_bert_hf.runs import FINAL_DIR
+
+logger = logging.getLogger("pipeline")
+STAGES = ("mlm", "pretrain", "mine", "finetune", "evaluate", "publish")
+
+
+@dataclass
+class PipelineConfig:
+    output_dir: str = field(default="runs/nomic-embed-text", metadata={"help": "Folder of the stages' outputs"})
+    publish_dir: str = field(default="nomic-embed-text", metadata={"help": "The publishable model folder"})
+    repo_id: str = field(default="nomic-bert-hf/nomic-embed-text", metadata={"help": "Hub id named in the card"})
+    corpus: str | None = field(default=None, metadata={"help": "Corpus folder (default: training/data/default)"})
+    seed: int = field(default=42, metadata={"help": "Seed of every stage"})
+    launcher: str = field(default="", metadata={"help": 'e.g. "torchrun --nproc_per_node 8" for the training stages'})
+    mlm_config: str = "training/configs/mlm/cpu-small.yaml"
+    pretrain_config: str = "training/configs/contrastive/cpu-pretrain.yaml"
+    mine_config: str = "training/configs/mining/cpu.yaml"
+    finetune_config: str = "training/configs/contrastive/cpu-finetune.yaml"
+    eval_config: str = "evaluation/configs/mteb_eval/default.yaml"
+    glue_config: str | None = field(default=None, metadata={"help": "GLUE of the MLM model (data from the Hub)"})
+    mlm_args: list[str] = field(default_factory=list, metadata={"help": "Extra --field value flags for the stage"})
+    pretrain_args: list[str] = field(default_factory=list)
+    mine_args: list[str] = field(default_factory=list)
+    finetune_args: list[str] = field(default_factory=list)
+    eval_args: list[str] = field(default_factory=list)
+    rerun: list[str] = field(default_factory=list, metadata={"help": f"Finished stages to redo: {', '.join(STAGES)}"})
+    stop_after: str | None = field(default=None, metadata={"help": "Last stage to run"})
+    reproduce: str | None = field(default=None, metadata={"help": "A published folder whose recipe to run again"})
+
+    def __post_init__(self):
+        unknown = sorted(set(self.rerun + [self.stop_after or "mlm"]) - set(STAGES))
+        if unknown:
+            raise ValueError(f"unknown stages {unknown}; the stages are {', '.join(STAGES)}")
+
+
+def reproduction_config(published: Path) -> PipelineConfig:
+    """The pipeline config recorded in a published folder, set to run its recorded stage configs again into
+    `<output_dir>-reproduced` and `<published>-reproduced`."""
+    record = load_provenance(published)
+    recorded = {**record["pipeline"], "reproduce": None, "rerun": [], "stop_after": None}
+    recorded["output_dir"] = f"{recorded['output_dir']}-reproduced"
+    recorded["publish_dir"] = f"{published}-reproduced"
+    config_dir = Path(recorded["output_dir"]) / "recorded-configs"
+    config_dir.mkdir(parents=True, exist_ok=True)
+    for stage, stage_config in record["stages"].items():
+        path = config_dir / f"{stage}.yaml"
+        path.write_text(yaml.safe_dump(recipe_config(stage_config), sort_keys=True))
+        recorded[f"{stage}_config"] = str(path)
+    return PipelineConfig(**recorded)
+
+
+def main(args=None):
+    (config,) = parse_config([PipelineConfig], args)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    published = Path(config.reproduce) if config.reproduce else None
+    if published is not None:
+        config = reproduction_config(published)
+    root = Path(config.output_dir)
+    stage_dirs = {stage: root / stage for stage in ("mlm", "pretrain", "finetune")}
+    last = STAGES.index(config.stop_after) if config.stop_after else len(STAGES) - 1
+
+    def should_run(stage: str, done: bool) -> bool:
+        return STAGES.index(stage) <= last and (stage in config.rerun or not done)
+
+    def training_flags(stage: str) -> list:
+        """Seed, and how to start: afresh when asked to redo the stage, else resuming an interrupted run."""
+        start = ["--overwrite_output_dir", "true"] if stage in config.rerun else resume_arguments(stage_dirs[stage])
+        return ["--seed", config.seed, *start, *getattr(config, f"{stage}_args")]
+
+    def finish(stage: str) -> None:
+        record_provenance(stage_dirs[stage] / FINAL_DIR, provenance(asdict(config), corpus, stage_dirs))
+
+    # 1. Check the corpus against its manifest and record the pipeline's settings
+    corpus = Corpus.load(config.corpus)
+    save_config(root, config)
+
+    # 2. MLM pretraining on the corpus's text
+    if should_run("mlm", is_finished(stage_dirs["mlm"])):
+        run_stage("training/mlm.py", [
+            config.mlm_config, "--output_dir", stage_dirs["mlm"], "--train_data", *corpus.data_files("mlm")["train"],
+            *training_flags("mlm"),
+        ], config.launcher)
+        finish("mlm")
+
+    # 3. Weakly supervised contrastive pretraining: one source per batch, each source's task prefix
+    if should_run("pretrain", is_finished(stage_dirs["pretrain"])):
+        run_stage("training/contrastive.py", [
+            config.pretrain_config, "--model_name_or_path", stage_dirs["mlm"] / FINAL_DIR,
+            "--output_dir", stage_dirs["pretrain"], "--train_datasets", json.dumps(pair_datasets(corpus, 2)),
+            *training_flags("pretrain"),
+        ], config.launcher)
+        finish("pretrain")
+
+    # 4. Mine hard negatives for the fine-tuning datasets with the stage-2 model (one file per dataset)
+    finetune_datasets = {}
+    for name, spec in pair_datasets(corpus, 3).items():
+        mined = root / "mine" / f"{name}.jsonl.gz"
+        finetune_datasets[name] = {"path": str(mined), "task": spec["task"]}
+        if should_run("mine", mined.exists()):
+            prompts = corpus.prompts(name)
+            run_stage("training/mine_negatives.py", [
+                config.mine_config, "--model_name_or_path", stage_dirs["pretrain"] / FINAL_DIR, "--dataset",
+                spec["path"], "--output_file", mined, "--query_prompt", prompts["query"], "--document_prompt",
+                prompts["document"], "--trust_remote_code", "true", "--overwrite", "true", *config.mine_args,
+            ])
+
+    # 5. Fine-tuning with the mined negatives
+    if should_run("finetune", is_finished(stage_dirs["finetune"])):
+        run_stage("training/contrastive.py", [
+            config.finetune_config, "--model_name_or_path", stage_dirs["pretrain"] / FINAL_DIR,
+            "--output_dir", stage_dirs["finetune"], "--train_datasets", json.dumps(finetune_datasets),
+            *training_flags("finetune"),
+        ], config.launcher)
+        finish("finetune")
+    model = stage_dirs["finetune"] / FINAL_DIR
+    results_dir = root / "evaluate"
+
+    # 6. Evaluate on the held-out tasks through mteb (its cache skips finished tasks); GLUE of the MLM model if asked
+    if should_run("evaluate", done=False):
+        run_stage("evaluation/mteb_eval.py", [
+            config.eval_config, "--model", model, "--model_name", config.repo_id, "--output_dir", results_dir,
+            *(["--overwrite_strategy", "always"] if "evaluate" in config.rerun else []), *config.eval_args,
+        ])
+        if config.glue_config:
+            run_stage("evaluation/glue.py", [config.glue_config, "--model_name_or_path", stage_dirs["mlm"] / FINAL_DIR,
+                                             "--output_dir", root / "glue"])
+    if last < STAGES.index("publish"):
+        return None
+
+    # 7. Publish: the Hub folder with weights, code, tokenizer, prompts and the model card (validated, not uploaded)
+    publish_dir = Path(config.publish_dir)
+    if should_run("publish", publish_dir.exists()):
+        glue_results = root / "glue" / "results" / "results.json"
+        publish([
+            str(model), "--repo-id", config.repo_id, "--output-dir", str(publish_dir), "--results", str(results_dir),
+            "--data-manifest", str(corpus.root / "manifest.json"), "--dry-run",
+            *(["--glue-results", str(glue_results)] if glue_results.is_file() else []),
+            *(["--overwrite"] if "publish" in config.rerun else []),
+        ])
+        record_provenance(publish_dir, provenance(asdict(config), corpus, stage_dirs))
+
+    # 8. The results table of the published model, printed and saved as JSON and markdown
+    digest = weights_digest(model)
+    runs = find_runs(results_dir, revision=digest, model_name=config.repo_id)
+    rows = task_rows(runs[0], results_dir) if runs else []
+    table = f"{markdown_task_table(rows)}\n\n{markdown_category_table(category_rows(rows))}\n"
+    (root / "results.md").write_text(f"# {config.repo_id} ({digest})\n\n{table}")
+    (root / "results.json").write_text(json.dumps({"model": config.repo_id, "revision": digest, "tasks": rows},
+                                                  indent=2) + "\n")
+    print(f"\n{config.repo_id} ({digest}) -> {publish_dir}\n\n{table}")
+    if published is not None:
+        original, again = load_provenance(published).get("weights"), weights_digest(publish_dir)
+        print(f"reproduction of {published}: weights {'identical' if original == again else 'DIFFERENT'} "
+              f"({original} vs {again})")
+    return rows
+
+
+if __name__ == "__main__":
+    main()

@@ -49,7 +49,7 @@ def test_end_to_end_writes_a_publishable_model(first_run, monkeypatch):
     for stage in ("mlm", "pretrain", "finetune"):
         assert (runs / stage / "final" / "model.safetensors").is_file()
         assert json.loads((runs / stage / "final" / "provenance.json").read_text())["stages"][stage]["seed"] == 42
-    assert len(list((runs / "mine").glob("*.jsonl.gz"))) == 3
+    assert len(list((runs / "mine").glob("*.jsonl.gz"))) == 7  # 3 stage-3 datasets, samples of the 4 stage-2 ones
     results = json.loads((runs / "results.json").read_text())
     assert {row["task"] for row in results["tasks"]} == {"reference_summaries", "wordnet_similarity"}
     assert all(0 <= row["score"] <= 1 for row in results["tasks"])

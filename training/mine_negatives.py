@@ -49,6 +49,8 @@ class MiningArguments:
     max_seq_length: int | None = field(
         default=None, metadata={"help": "truncate texts for the embedder (default: its own limit)"}
     )
+    max_rows: int | None = field(default=None, metadata={"help": "mine a random sample of this many pairs"})
+    seed: int = field(default=0, metadata={"help": "seed of that sample"})
     trust_remote_code: bool = False
     overwrite: bool = False
 
@@ -73,6 +75,8 @@ def main(args=None):
         query_column=mining_args.query_column, document_column=mining_args.document_column,
     )
     pairs = load_pairs(source)
+    if mining_args.max_rows is not None and len(pairs) > mining_args.max_rows:
+        pairs = pairs.shuffle(seed=mining_args.seed).select(range(mining_args.max_rows))
 
     # 3. Mine: the top-ranked other documents of the dataset for every query
     mined = mine_negatives(

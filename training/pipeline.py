@@ -9,9 +9,11 @@
 Stages, each its own process (under the launcher for the training stages), each writing `<output_dir>/<stage>/`:
   1. mlm:       masked-language-model pretraining on the corpus's text (training/mlm.py)
   2. pretrain:  weakly supervised contrastive pretraining on the stage-2 pair datasets (training/contrastive.py)
-  3. mine:      hard negatives for the stage-3 datasets, mined with the stage-2 model (training/mine_negatives.py)
+  3. mine:      hard negatives for the fine-tuning datasets, mined with the stage-2 model or a given embedder
+                (training/mine_negatives.py)
   4. finetune:  contrastive fine-tuning with those negatives (training/contrastive.py)
-  5. evaluate:  the held-out tasks through mteb (evaluation/mteb_eval.py); Hub tasks and GLUE when configured
+  5. evaluate:  the held-out tasks through mteb (evaluation/mteb_eval.py); long-context retrieval by length
+                (evaluation/long_context.py), Hub tasks and GLUE when configured
   6. publish:   `publish_dir` with weights, code, tokenizer, prompts and a model card with the results (nomic-bert-publish)
 
 A stage whose `final/` exists is finished and skipped (list it in `--rerun` to redo it); an interrupted one resumes from
@@ -66,6 +68,13 @@ class PipelineConfig:
     mine_config: str = "training/configs/mining/cpu.yaml"
     finetune_config: str = "training/configs/contrastive/cpu-finetune.yaml"
     eval_config: str = "evaluation/configs/mteb_eval/default.yaml"
+    mining_model: str | None = field(default=None, metadata={
+        "help": "Embedder that mines the negatives (Nomic used thenlper/gte-base); default: the stage-2 model"})
+    finetune_sample: int = field(default=2000, metadata={
+        "help": "Pairs of each stage-2 dataset mined and added to fine-tuning (0: the stage-3 datasets alone)"})
+    finetune_tasks: dict | str = field(default_factory=lambda: {"wordnet_definitions": "classification"}, metadata={
+        "help": "Task prefix of a dataset during fine-tuning, where it differs from the corpus's (JSON on the CLI)"})
+    long_context_config: str | None = field(default=None, metadata={"help": "Retrieval by input length, 512-8192"})
     glue_config: str | None = field(default=None, metadata={"help": "GLUE of the MLM model (data from the Hub)"})
     mlm_args: list[str] = field(default_factory=list, metadata={"help": "Extra --field value flags for the stage"})
     pretrain_args: list[str] = field(default_factory=list)
@@ -77,6 +86,8 @@ class PipelineConfig:
     reproduce: str | None = field(default=None, metadata={"help": "A published folder whose recipe to run again"})
 
     def __post_init__(self):
+        if isinstance(self.finetune_tasks, str):
+            self.finetune_tasks = json.loads(self.finetune_tasks)
         unknown = sorted(set(self.rerun + [self.stop_after or "mlm"]) - set(STAGES))
         if unknown:
             raise ValueError(f"unknown stages {unknown}; the stages are {', '.join(STAGES)}")
@@ -140,17 +151,24 @@ def main(args=None):
         ], config.launcher)
         finish("pretrain")
 
-    # 4. Mine hard negatives for the fine-tuning datasets with the stage-2 model (one file per dataset)
+    # 4. Mine hard negatives (with the stage-2 model unless configured): for the stage-3 datasets, and for a sample of each stage-2 dataset
+    #    (Nomic's fine-tuning mixes many sources; the corpus's stage-3 sets alone are too narrow and pull the model
+    #    away from the other families). One file per dataset.
     finetune_datasets = {}
-    for name, spec in pair_datasets(corpus, 3).items():
+    sources = [(name, spec, None) for name, spec in pair_datasets(corpus, 3).items()]
+    if config.finetune_sample:
+        sources += [(name, spec, config.finetune_sample) for name, spec in pair_datasets(corpus, 2).items()]
+    for name, spec, sample in sources:
         mined = root / "mine" / f"{name}.jsonl.gz"
-        finetune_datasets[name] = {"path": str(mined), "task": spec["task"]}
+        finetune_datasets[name] = {"path": str(mined), "task": config.finetune_tasks.get(name, spec["task"])}
         if should_run("mine", mined.exists()):
             prompts = corpus.prompts(name)
             run_stage("training/mine_negatives.py", [
-                config.mine_config, "--model_name_or_path", stage_dirs["pretrain"] / FINAL_DIR, "--dataset",
+                config.mine_config, "--model_name_or_path", config.mining_model or stage_dirs["pretrain"] / FINAL_DIR,
+                "--dataset",
                 spec["path"], "--output_file", mined, "--query_prompt", prompts["query"], "--document_prompt",
-                prompts["document"], "--trust_remote_code", "true", "--overwrite", "true", *config.mine_args,
+                prompts["document"], "--trust_remote_code", "true", "--overwrite", "true", "--seed", config.seed,
+                *(["--max_rows", sample] if sample else []), *config.mine_args,
             ])
 
     # 5. Fine-tuning with the mined negatives
@@ -164,12 +182,15 @@ def main(args=None):
     model = stage_dirs["finetune"] / FINAL_DIR
     results_dir = root / "evaluate"
 
-    # 6. Evaluate on the held-out tasks through mteb (its cache skips finished tasks); GLUE of the MLM model if asked
+    # 6. Evaluate on the held-out tasks through mteb (its cache skips finished tasks); long inputs and GLUE if asked
     if should_run("evaluate", done=False):
         run_stage("evaluation/mteb_eval.py", [
             config.eval_config, "--model", model, "--model_name", config.repo_id, "--output_dir", results_dir,
             *(["--overwrite_strategy", "always"] if "evaluate" in config.rerun else []), *config.eval_args,
         ])
+        if config.long_context_config:
+            run_stage("evaluation/long_context.py", [config.long_context_config, "--model", model, "--model_name",
+                                                     config.repo_id, "--output_dir", results_dir])
         if config.glue_config:
             run_stage("evaluation/glue.py", [config.glue_config, "--model_name_or_path", stage_dirs["mlm"] / FINAL_DIR,
                                              "--output_dir", root / "glue"])

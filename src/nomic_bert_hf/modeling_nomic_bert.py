@@ -97,8 +97,8 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
     rotated, passed = x[..., :rotary_dim].float(), x[..., rotary_dim:]
     first, second = rotated.chunk(2, dim=-1)
     cos, sin = cos[:, None, :], sin[:, None, :]
-    rotated = rotated * cos + torch.cat((-second, first), dim=-1) * sin
-    return torch.cat((rotated.to(x.dtype), passed), dim=-1)
+    rotated = (rotated * cos + torch.cat((-second, first), dim=-1) * sin).to(x.dtype)
+    return torch.cat((rotated, passed), dim=-1) if passed.shape[-1] else rotated
 
 
 def eager_attention_forward(module, query, key, value, attention_mask, scaling, dropout=0.0, **kwargs):
@@ -282,12 +282,15 @@ class NomicBertModel(NomicBertPreTrainedModel):
         if packed.indices is not None:
             input_ids, token_type_ids = input_ids[packed.indices], token_type_ids[packed.indices]
 
+        if output_hidden_states is None:
+            output_hidden_states = self.config.output_hidden_states
         hidden_states = self.emb_drop(self.emb_ln(self.embeddings(input_ids, token_type_ids)))
         cos, sin = rotary_cos_sin(self.config, packed, hidden_states.device)
-        all_hidden_states = [hidden_states]
+        all_hidden_states = [hidden_states] if output_hidden_states else None  # kept only when asked for: memory
         for layer in self.encoder.layers:
             hidden_states = layer(hidden_states, packed, cos, sin)
-            all_hidden_states.append(hidden_states)
+            if output_hidden_states:
+                all_hidden_states.append(hidden_states)
 
         def unpack(states: torch.Tensor) -> torch.Tensor:
             if packed.indices is None:
@@ -300,8 +303,6 @@ class NomicBertModel(NomicBertPreTrainedModel):
         if self.pooler is not None:
             first = packed.cu_seqlens[:-1].long().clamp(max=max(hidden_states.shape[0] - 1, 0))
             pooled = self.pooler(hidden_states[first])
-        if output_hidden_states is None:
-            output_hidden_states = self.config.output_hidden_states
         return BaseModelOutputWithPooling(
             last_hidden_state=last_hidden_state,
             pooler_output=pooled,

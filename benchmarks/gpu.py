@@ -20,7 +20,6 @@ work that earns it nothing. Prints a table, writes JSON (`--output`).
 """
 
 import argparse
-import contextlib
 import json
 import platform
 import tempfile
@@ -159,27 +158,25 @@ def main():
     rows = []
     print("\n| workload | implementation | attention | compile | tokens/s | model TFLOP/s | MFU |")
     print("|---|---|---|---|---|---|---|")
-    with tempfile.TemporaryDirectory() as workdir:
-        for workload, build, run in (
-            (f"MLM training {args.train_batch} x {args.train_length}", training_models, training_case),
-            (f"inference {args.infer_batch} x {args.infer_length}", inference_models, inference_case),
-        ):
-            for name in ("ours", "native"):
-                for attention in attentions:
-                    for compile_model in compiles:
-                        models = build(args, Path(workdir))  # fresh weights and optimizer for every case
-                        result = run(models, name, attention, compile_model, args, device)
-                        del models
-                        torch._dynamo.reset()
-                        with contextlib.suppress(RuntimeError):
-                            torch.cuda.empty_cache()
-                        result.update(workload=workload, implementation=name, attention=attention,
-                                      compile=compile_model, mfu=result["model_flops_per_s"] / peak if peak else None)
-                        rows.append(result)
-                        mfu = f"{result['mfu']:.1%}" if peak else "n/a"
-                        print(f"| {workload} | {name} | {attention} | {'on' if compile_model else 'off'} | "
-                              f"{result['tokens_per_s']:,.0f} | {result['model_flops_per_s'] / 1e12:.1f} | {mfu} |",
-                              flush=True)
+    for workload, build, run in (
+        (f"MLM training {args.train_batch} x {args.train_length}", training_models, training_case),
+        (f"inference {args.infer_batch} x {args.infer_length}", inference_models, inference_case),
+    ):
+        for name in ("ours", "native"):
+            for attention in attentions:
+                for compile_model in compiles:
+                    with tempfile.TemporaryDirectory() as workdir:  # fresh weights and optimizer for every case
+                        result = run(build(args, Path(workdir)), name, attention, compile_model, args, device)
+                    torch._dynamo.reset()
+                    if device.type == "cuda":
+                        torch.cuda.empty_cache()
+                    result.update(workload=workload, implementation=name, attention=attention,
+                                  compile=compile_model, mfu=result["model_flops_per_s"] / peak if peak else None)
+                    rows.append(result)
+                    mfu = f"{result['mfu']:.1%}" if peak else "n/a"
+                    print(f"| {workload} | {name} | {attention} | {'on' if compile_model else 'off'} | "
+                          f"{result['tokens_per_s']:,.0f} | {result['model_flops_per_s'] / 1e12:.1f} | {mfu} |",
+                          flush=True)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps({"device": card, "torch": torch.__version__,
                                        "transformers": transformers.__version__, "peak_flops": peak,

@@ -1,15 +1,15 @@
 """Inference speed and memory of this package's NomicBertModel beside transformers' native NomicBertModel, with the
 same weights, in the same run.
 
-    python benchmarks/inference.py                         # 137M nomic-bert-2048 architecture (about 10 minutes)
-    python benchmarks/inference.py --size tiny --texts 16  # a smoke run
+    python benchmarks/inference.py                         # 137M nomic-bert-2048 architecture (about 60 minutes)
+    python benchmarks/inference.py --size tiny --texts 8 4 2 1 0 --repeats 1  # a smoke run
 
-1. Throughput: texts sampled from the project's default corpus (their real token lengths, up to 8192), batch sizes
+1. Throughput: texts sampled from the project's default corpus in five length ranges up to 8192 tokens, batch sizes
    1/8/32, in random order (as the Trainer and raw forward calls see them) and length-sorted (as sentence-transformers'
    `encode` sorts). The native model attends with a padding mask, which on CPU materialises batch x heads x L x L
    scores: batches whose scores would exceed `--native-attention-gib` are skipped for it, and the ratio is computed on
    the batches both ran.
-   The models alternate `--repeats` times; tables show medians.
+   The models take turns batch by batch, over `--repeats` passes; tables show the medians of the passes.
 2. Peak memory (growth of the resident set's high-water mark during the call) of one forward pass at 512 to 8192
    tokens (no padding mask, so the native model uses its mask-free path), and of one training step at 512 to 2048
    tokens with gradient checkpointing. Each measurement runs in a fresh process.
@@ -43,22 +43,35 @@ from nomic_bert_hf.tokenization import bert_uncased_tokenizer, save_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = {"137m": {}, "tiny": {"n_embd": 256, "n_layer": 4, "n_head": 4, "n_inner": 1024}}
+# Token-length ranges of the sampled documents; `--texts` says how many of each (the corpus itself is mostly short:
+# dictionary glosses and package descriptions, with a few hundred documents above 2048 tokens).
+THROUGHPUT_HEADER = (
+    "\n| batch | order | real tokens | padded tokens | ours tok/s, all batches | batches too big for native | "
+    "tokens both ran | ours tok/s | native tok/s | ours / native |\n|---|---|---|---|---|---|---|---|---|---|"
+)
+LENGTH_RANGES = [(1, 128), (129, 512), (513, 2048), (2049, 8191), (8192, 8192)]
 
 
-def corpus_lengths(count: int, seed: int) -> list[list[int]]:
-    """Token ids of `count` documents drawn at random from the default corpus (every text file it ships)."""
-    texts = []
+def corpus_sample(per_range: list[int], seed: int) -> list[list[int]]:
+    """Token ids of documents of the default corpus (every text file it ships), `per_range[i]` drawn at random from
+    each range of LENGTH_RANGES, longer ones cut at 8192 tokens."""
+    max_chars = 100_000  # far more than 8192 tokens of any text; spares tokenizing the rest of the longest documents
+    texts = set()
     for path in sorted((ROOT / "training" / "data" / "default").rglob("*.jsonl.gz")):
         with gzip.open(path, "rt", encoding="utf-8") as lines:
             for line in lines:
                 record = json.loads(line)
-                texts.extend(record[key] for key in ("text", "document") if isinstance(record.get(key), str))
+                texts.update(record[key] for key in ("text", "document") if isinstance(record.get(key), str))
     if not texts:
         raise SystemExit("the default corpus (training/data/default) holds no texts")
-    rng = random.Random(seed)
-    sample = rng.sample(texts, min(count, len(texts)))
     tokenizer = bert_uncased_tokenizer()
-    return [ids[:8192] for ids in tokenizer(sample)["input_ids"]]
+    token_ids = [ids[:8192] for ids in tokenizer([text[:max_chars] for text in sorted(texts)])["input_ids"]]
+    rng = random.Random(seed)
+    sample = []
+    for (shortest, longest), count in zip(LENGTH_RANGES, per_range):
+        candidates = [ids for ids in token_ids if shortest <= len(ids) <= longest]
+        sample += rng.sample(candidates, min(count, len(candidates)))
+    return sample
 
 
 def make_batches(sequences, batch_size: int, order: str, seed: int):
@@ -77,51 +90,60 @@ def make_batches(sequences, batch_size: int, order: str, seed: int):
         yield ids, mask
 
 
-def time_batches(model, batches) -> float:
+def seconds(model, ids, mask) -> float:
     start = time.perf_counter()
     with torch.inference_mode():
-        for ids, mask in batches:
-            model(ids, attention_mask=mask)
+        model(ids, attention_mask=mask)
     return time.perf_counter() - start
 
 
 def throughput(ours, native, sequences, config, args, emit) -> list[dict]:
-    """Tokens/s of both models on the same batches; the models alternate `args.repeats` times, medians reported."""
+    """Tokens/s of both models on the same batches. The models take turns batch by batch (so a change in the machine's
+    load hits both), `args.repeats` passes over the data; the medians of the passes are reported."""
     rows = []
     limit = args.native_attention_gib * 2**30
-    time_batches(ours, list(make_batches(sequences[:2], 2, "sorted", 0)))  # warm up both models
-    time_batches(native, list(make_batches(sequences[:2], 2, "sorted", 0)))
+    for ids, mask in make_batches(sequences[:2], 2, "sorted", 0):  # warm up both models
+        seconds(ours, ids, mask), seconds(native, ids, mask)
     for batch_size in (1, 8, 32):
         for order in ("random", "sorted"):
             batches = list(make_batches(sequences, batch_size, order, args.seed))
-            both = [b for b in batches if b[0].shape[0] * config.n_head * b[0].shape[1] ** 2 * 4 <= limit]
-            tokens_all = sum(int(mask.sum()) for _, mask in batches)
-            tokens_both = sum(int(mask.sum()) for _, mask in both)
-            times = {"ours_all": [], "ours_both": [], "native_both": []}
+            fits = [ids.shape[0] * config.n_head * ids.shape[1] ** 2 * 4 <= limit for ids, _ in batches]
+            passes = []  # per pass: ours on every batch, ours and native on the batches native can run
             for _ in range(args.repeats):
-                times["ours_all"].append(time_batches(ours, batches))
-                subset = time_batches(ours, both) if len(both) < len(batches) else times["ours_all"][-1]
-                times["ours_both"].append(subset)
-                times["native_both"].append(time_batches(native, both))
-            ours_all, ours_both, native_both = (statistics.median(times[key]) for key in times)
+                totals = {"ours_all": 0.0, "ours_both": 0.0, "native_both": 0.0}
+                for (ids, mask), native_fits in zip(batches, fits):
+                    ours_seconds = seconds(ours, ids, mask)
+                    totals["ours_all"] += ours_seconds
+                    if native_fits:
+                        totals["ours_both"] += ours_seconds
+                        totals["native_both"] += seconds(native, ids, mask)
+                passes.append(totals)
+            ours_all, ours_both, native_both = (statistics.median(p[key] for p in passes) for key in passes[0])
+            tokens_all = sum(int(mask.sum()) for _, mask in batches)
+            tokens_both = sum(int(mask.sum()) for (_, mask), native_fits in zip(batches, fits) if native_fits)
             rows.append({
                 "batch_size": batch_size, "order": order, "tokens": tokens_all,
                 "padded_tokens": sum(ids.numel() for ids, _ in batches),
                 "ours_tokens_per_s": tokens_all / ours_all,
-                "native_tokens_per_s": tokens_both / native_both if both else None,
-                "native_skipped_batches": len(batches) - len(both),
-                "ratio": native_both / ours_both if both else None,
-                "seconds": times,
+                "compared_tokens": tokens_both,
+                "ours_compared_tokens_per_s": tokens_both / ours_both if any(fits) else None,
+                "native_tokens_per_s": tokens_both / native_both if any(fits) else None,
+                "native_skipped_batches": fits.count(False),
+                "ratio": native_both / ours_both if any(fits) else None,
+                "passes": passes,
             })
             emit(format_row(rows[-1]))
     return rows
 
 
 def format_row(row: dict) -> str:
-    native = f"{row['native_tokens_per_s']:,.0f}" if row["native_tokens_per_s"] else "n/a"
+    def number(value):
+        return f"{value:,.0f}" if value else "n/a"
+
     ratio = f"**{row['ratio']:.2f}x**" if row["ratio"] else "n/a"
     return (f"| {row['batch_size']} | {row['order']} | {row['tokens']:,} | {row['padded_tokens']:,} | "
-            f"{row['ours_tokens_per_s']:,.0f} | {native} | {ratio} | {row['native_skipped_batches']} |")
+            f"{row['ours_tokens_per_s']:,.0f} | {row['native_skipped_batches']} | {row['compared_tokens']:,} | "
+            f"{number(row['ours_compared_tokens_per_s'])} | {number(row['native_tokens_per_s'])} | {ratio} |")
 
 
 def peak_rss_growth(run) -> int:
@@ -218,11 +240,14 @@ def encode_throughput(embedders: dict[str, Path], sequences, args, emit) -> dict
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", choices=sorted(SIZES), default="137m")
-    parser.add_argument("--texts", type=int, default=48, help="documents sampled from the default corpus")
+    parser.add_argument("--texts", type=int, nargs=len(LENGTH_RANGES), default=[24, 16, 6, 2, 1],
+                        help="documents sampled from the default corpus per length range: "
+                             + ", ".join(f"{low}-{high}" for low, high in LENGTH_RANGES) + " tokens (8192: longer "
+                             "documents cut at 8192)")
     parser.add_argument("--native-attention-gib", type=float, default=4.0)
     parser.add_argument("--embedder", type=Path, default=ROOT / "nomic-embed-text")
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "inference.json")
-    parser.add_argument("--repeats", type=int, default=3, help="timed passes of each model, alternating")
+    parser.add_argument("--repeats", type=int, default=2, help="timed passes of each model, alternating")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--probe", nargs=3, metavar=("IMPL", "MODE", "LENGTH"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -243,7 +268,7 @@ def main():
     ours.save_pretrained(workdir / "encoder")
     save_tokenizer(bert_uncased_tokenizer(), workdir / "encoder")
     native = transformers.NomicBertModel.from_pretrained(workdir / "encoder").eval()
-    sequences = corpus_lengths(args.texts, args.seed)
+    sequences = corpus_sample(args.texts, args.seed)
     lengths = sorted(map(len, sequences))
     emit(f"{args.size} model ({ours.num_parameters() / 1e6:.1f}M parameters), {len(sequences)} corpus texts, "
          f"{sum(lengths):,} tokens, lengths {lengths[0]}..{lengths[-1]} (median {lengths[len(lengths) // 2]}); "
@@ -251,8 +276,7 @@ def main():
          f"({torch.get_num_threads()} threads), transformers {transformers.__version__}; medians of {args.repeats}")
 
     # 2. Throughput
-    emit("\n| batch | order | real tokens | padded tokens | ours tok/s | native tok/s | ours / native | "
-         "native skipped batches |\n|---|---|---|---|---|---|---|---|")
+    emit(THROUGHPUT_HEADER)
     rows = throughput(ours, native, sequences, config, args, emit)
 
     # 3. Peak memory

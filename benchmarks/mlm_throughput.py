@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--configs", nargs="+", choices=list(CASES), default=["tiny", "nomic-bert-2048"])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
-    parser.add_argument("--output", default=str(Path(__file__).with_name("mlm_throughput.json")))
+    parser.add_argument("--output", default=str(Path(__file__).parent / "results" / "mlm_throughput.json"))
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)

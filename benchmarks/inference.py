@@ -43,12 +43,12 @@ from nomic_bert_hf.tokenization import bert_uncased_tokenizer, save_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = {"137m": {}, "tiny": {"n_embd": 256, "n_layer": 4, "n_head": 4, "n_inner": 1024}}
-# Token-length ranges of the sampled documents; `--texts` says how many of each (the corpus itself is mostly short:
-# dictionary glosses and package descriptions, with a few hundred documents above 2048 tokens).
 THROUGHPUT_HEADER = (
     "\n| batch | order | real tokens | padded tokens | ours tok/s, all batches | batches too big for native | "
     "tokens both ran | ours tok/s | native tok/s | ours / native |\n|---|---|---|---|---|---|---|---|---|---|"
 )
+# Token-length ranges of the sampled documents; `--texts` says how many of each (the corpus itself is mostly short:
+# dictionary glosses and package descriptions, with a few hundred documents above 2048 tokens).
 LENGTH_RANGES = [(1, 128), (129, 512), (513, 2048), (2049, 8191), (8192, 8192)]
 
 
@@ -247,7 +247,8 @@ def main():
     parser.add_argument("--native-attention-gib", type=float, default=4.0)
     parser.add_argument("--embedder", type=Path, default=ROOT / "nomic-embed-text")
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "inference.json")
-    parser.add_argument("--repeats", type=int, default=2, help="timed passes of each model, alternating")
+    parser.add_argument("--repeats", type=int, default=2,
+                        help="timed passes over the data (the models take turns batch by batch)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--probe", nargs=3, metavar=("IMPL", "MODE", "LENGTH"), help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -62,3 +62,11 @@ def mlm_dir(tmp_path_factory, tokenizer):
     sharpen(NomicBertForPreTraining(tiny_config())).save_pretrained(path)
     save_tokenizer(tokenizer, path)
     return path
+
+
+@pytest.fixture(scope="session")
+def nomic_mirror(tmp_path_factory, tokenizer):
+    """A mirror folder with local copies of Nomic's three released datasets (`hub_copies.build_mirror`)."""
+    from hub_copies import build_mirror
+
+    return build_mirror(tmp_path_factory.mktemp("mirror"), tokenizer)

@@ -89,8 +89,23 @@ def test_columns_are_configurable_and_missing_ones_are_named(rows, tmp_path):
     named = r"dataset 'qa' .* has no column \['query', 'document'\]; its columns are \['question', 'answer'\]"
     with pytest.raises(ValueError, match=named):
         load_pairs(PairSource("qa", path))
-    with pytest.raises(ValueError, match=r"no column \['negatives'\]"):
+    with pytest.raises(ValueError, match=r"needs one column holding a list of negative texts; found none"):
         load_pairs(PairSource("qa", path, query_column="question", document_column="answer"), num_negatives=1)
+
+
+def test_the_negatives_column_is_read_from_the_data(rows, tmp_path):
+    """Nomic's supervised data call it `negative`, mined files `negatives`: whichever list-of-text column there is."""
+    singular = [{"query": row["query"], "document": row["document"], "negative": row["negatives"]} for row in rows
+                if len(row["negatives"]) == 8]
+    path = str(write(singular, tmp_path / "singular.jsonl"))
+    pairs = load_pairs(PairSource("nomic", path), num_negatives=7)
+    assert all(pairs[0][f"negative_{j}"] in singular[0]["negative"] for j in range(1, 8))
+    with pytest.raises(ValueError, match="has no column 'negatives'; its columns are"):
+        load_pairs(PairSource("nomic", path, negatives_column="negatives"), num_negatives=1)
+    both = [{**row, "positives": [row["document"]]} for row in singular]
+    path = str(write(both, tmp_path / "both.jsonl"))
+    with pytest.raises(ValueError, match=r"found several \(\['negative', 'positives'\]\)"):
+        load_pairs(PairSource("nomic", path), num_negatives=1)
 
 
 def test_negatives_are_sampled_from_the_mined_list_with_a_seed(rows, tmp_path):

@@ -227,7 +227,7 @@ def test_bad_input_is_named(tmp_path, mlm_dir, files):
     rows = [json.loads(line) for line in files["functions"].read_text().splitlines()]
     with pytest.raises(ValueError, match="dataset 'mine' has 20 pairs, fewer than one global batch of 32"):
         bad_run(tmp_path, mlm_dir, rows[:20], "--num_negatives", "0")
-    named = r"dataset 'mine' \(.*\) has no column \['query', 'document', 'negatives'\]; its columns are \['q', 'd'\]"
+    named = r"dataset 'mine' \(.*\) has no column \['query', 'document'\]; its columns are \['q', 'd'\]"
     with pytest.raises(ValueError, match=named):
         bad_run(tmp_path, mlm_dir, [{"q": row["query"], "d": row["document"]} for row in rows[:40]])
     with pytest.raises(ValueError, match=r"dataset 'mine': row \d+ has \d negatives but 3 are asked for"):
@@ -235,13 +235,15 @@ def test_bad_input_is_named(tmp_path, mlm_dir, files):
     assert not (tmp_path / "run" / "final").exists()
 
 
-def test_streaming_trains_one_dataset_and_refuses_several(tmp_path, mlm_dir, files):
+def test_streaming_local_files_and_what_a_stream_refuses(tmp_path, mlm_dir, files):
     args = [str(CONFIGS / "tiny-pretrain.yaml"), "--model_name_or_path", str(mlm_dir), "--streaming", "true",
             "--max_steps", "2", "--eval_pairs", "0"]
-    final = contrastive_script().main(
-        [*args, "--output_dir", str(tmp_path / "one"), "--train_datasets", json.dumps({"functions": str(files["functions"])})]
-    )
-    assert (final / "model.safetensors").exists()
-    two = {"functions": str(files["functions"]), "classes": str(files["classes"])}
-    with pytest.raises(ValueError, match="streaming trains on one dataset"):
-        contrastive_script().main([*args, "--output_dir", str(tmp_path / "two"), "--train_datasets", json.dumps(two)])
+    two = {"functions": str(files["functions"]), "classes": {"path": str(files["classes"]), "task": "classification"}}
+    final = contrastive_script().main([*args, "--output_dir", str(tmp_path / "two"), "--train_datasets", json.dumps(two)])
+    assert json.loads((final / "datasets.json").read_text())["classes"]["rows"] == len(files["classes"].read_text().splitlines())
+    with pytest.raises(ValueError, match="streaming reads every row once: pad_negatives and eval_pairs"):
+        contrastive_script().main([*args, "--output_dir", str(tmp_path / "x"), "--train_datasets", json.dumps(two),
+                                   "--eval_pairs", "10"])
+    with pytest.raises(ValueError, match="max_steps 100000 exceeds the .* global batches the streamed datasets fill"):
+        contrastive_script().main([*args, "--output_dir", str(tmp_path / "y"), "--train_datasets", json.dumps(two),
+                                   "--max_steps", "100000"])

@@ -7,12 +7,16 @@
 
 The input is an MLM checkpoint (this package's layout, e.g. `nomic-bert-2048`) or an embedder folder. Training pairs
 come from several datasets (`train_datasets` in the config, local jsonl/parquet or Hub ids), each with its own task
-prefix; every global batch is drawn from one dataset, chosen in proportion to dataset size. The loss is InfoNCE at
+prefix; every global batch is drawn from one dataset, chosen in proportion to the rows it has left, whether the data
+are loaded (memory-mapped) or streamed (`--streaming true`: sharded across processes and data-loader workers, for
+Nomic's 235M pairs without downloading them first); `--data_mirror` reads every Hub dataset from a local copy. The
+loss is InfoNCE at
 temperature 0.02 from query to document over the documents of all processes, through GradCache
 (`CachedMultipleNegativesRankingLoss`), optionally with Matryoshka dimensions (v1.5) and a LoRA adapter. Retrieval on
 held-out pairs is measured before and after training and written into the model card. The embedder goes to
-`{output_dir}/final/` with the resolved config (`config.yaml`); with `lora: true` the adapter also goes to
-`{output_dir}/adapter/` and `final/` holds the merged model.
+`{output_dir}/final/` with the resolved config (`config.yaml`) and the datasets it read, with their revisions
+(`datasets.json`); with `lora: true` the adapter also goes to `{output_dir}/adapter/` and `final/` holds the merged
+model.
 """
 
 import json
@@ -31,9 +35,20 @@ from nomic_bert_hf.checkpoints import atomic_output_dir
 from nomic_bert_hf.configs import parse_config, save_config
 from nomic_bert_hf.contrastive import contrastive_loss, load_embedder, retrieval_evaluator
 from nomic_bert_hf.embedder import save_embedder
+from nomic_bert_hf.hub_data import inspect_split
 from nomic_bert_hf.lora import add_lora, merge_adapter, save_adapter
-from nomic_bert_hf.pair_data import hold_out, load_pairs, pair_columns, parse_sources, require_rows, source_prompts
-from nomic_bert_hf.runs import FINAL_DIR, prepare_output_dir
+from nomic_bert_hf.pair_data import (
+    hold_out,
+    load_pairs,
+    negatives_column,
+    pair_columns,
+    parse_sources,
+    require_rows,
+    source_prompts,
+)
+from nomic_bert_hf.pair_stream import SingleSourceStream, StreamSource
+from nomic_bert_hf.provenance import write_json
+from nomic_bert_hf.runs import DATASETS_FILE, FINAL_DIR, prepare_output_dir, resumed_step
 from nomic_bert_hf.sampler import single_source_sampler
 
 logger = logging.getLogger(__name__)
@@ -74,16 +89,22 @@ class DataArguments:
             "query_column, document_column, negatives_column}} (JSON on the command line)"
         },
     )
+    data_mirror: str | None = field(
+        default=None, metadata={"help": "folder with a copy of every Hub dataset at <data_mirror>/<org>/<name>"}
+    )
     eval_datasets: dict | str | None = field(default=None, metadata={"help": "held-out pair datasets, same format"})
     eval_pairs: int = field(default=0, metadata={"help": "pairs held out of each training dataset for evaluation"})
     query_column: str = "query"
     document_column: str = "document"
-    negatives_column: str = "negatives"
+    negatives_column: str | None = field(
+        default=None, metadata={"help": "column of mined negatives; default: a dataset's one list-of-text column"}
+    )
     num_negatives: int = field(default=0, metadata={"help": "hard negatives per query, sampled from the mined list"})
     pad_negatives: bool = field(default=False, metadata={"help": "fill short negatives lists with random documents"})
     streaming: bool = field(
-        default=False, metadata={"help": "stream one training dataset instead of loading it (needs max_steps)"}
+        default=False, metadata={"help": "stream the training datasets (sharded over processes and workers)"}
     )
+    shuffle_window: int = field(default=1024, metadata={"help": "streaming: rows shuffled together per process"})
 
     def __post_init__(self):
         for name in ("train_datasets", "eval_datasets"):
@@ -91,8 +112,9 @@ class DataArguments:
                 setattr(self, name, json.loads(getattr(self, name)))
         if not self.train_datasets:
             raise ValueError("train_datasets is empty: name at least one dataset of (query, document) pairs")
-        if self.streaming and len(self.train_datasets) > 1:  # sentence-transformers samples batches from one stream
-            raise ValueError("streaming trains on one dataset; load several datasets without streaming")
+        if self.streaming and (self.pad_negatives or self.eval_pairs):
+            raise ValueError("streaming reads every row once: pad_negatives and eval_pairs need loaded datasets "
+                             "(name held-out pairs in eval_datasets instead)")
 
 
 @dataclass
@@ -104,7 +126,8 @@ class LossArguments:
     matryoshka_dims: list[int] = field(default_factory=list, metadata={"help": "e.g. 768 512 256 128 64 for v1.5"})
 
 
-def main(args=None):
+def main(args=None, callbacks=None):
+    """Run the stage; `callbacks` are extra Trainer callbacks (the tests watch or stop runs)."""
     model_args, data_args, loss_args, training_args = parse_config(
         [ModelArguments, DataArguments, LossArguments, SentenceTransformerTrainingArguments], args
     )
@@ -127,31 +150,36 @@ def main(args=None):
     if model_args.lora:
         add_lora(model, r=model_args.lora_r, alpha=model_args.lora_alpha, dropout=model_args.lora_dropout)
 
-    # 2. Load the data: one dataset per source, its task prefix as the prompts of its columns
+    # 2. Load the data: one dataset per source, its task prefix as the prompts of its columns; every global batch
+    #    from one source, loaded (memory-mapped) or streamed
     sources = parse_sources(
-        data_args.train_datasets, query_column=data_args.query_column,
-        document_column=data_args.document_column, negatives_column=data_args.negatives_column,
+        data_args.train_datasets, query_column=data_args.query_column, document_column=data_args.document_column,
+        negatives_column=data_args.negatives_column, mirror=data_args.data_mirror,
     )
+    splits = [inspect_split(s.path, s.split, s.subset, s.revision, s.mirror) for s in sources]
     batches_per_step = training_args.world_size * training_args.gradient_accumulation_steps
-    train_datasets, prompts, held_out = {}, {}, []
-    for source in sources:
-        pairs = load_pairs(
-            source, data_args.num_negatives, data_args.pad_negatives, training_args.seed, data_args.streaming
-        )
-        if not data_args.streaming:
+    held_out = []
+    if data_args.streaming:
+        stream = build_stream(sources, splits, data_args, training_args)
+        start_step = resumed_step(resume_from)
+        training_args.max_steps = check_streaming_steps(training_args.max_steps, stream.steps)
+        training_args.ignore_data_skip = True  # the stream itself starts at the resumed step
+        training_args.accelerator_config.dispatch_batches = False  # each process reads its own shard
+        train_dataset, training_args.prompts = stream.dataset(start_step), stream.prompts()
+    else:
+        train_datasets, prompts = {}, {}
+        for source in sources:
+            pairs = load_pairs(source, data_args.num_negatives, data_args.pad_negatives, training_args.seed)
             pairs, held = hold_out(pairs, data_args.eval_pairs, seed=training_args.seed)
             require_rows(pairs, source.name, training_args.per_device_train_batch_size * batches_per_step)
             if held is not None:
                 held_out.append((source.name, source.task, held))
-        train_datasets[source.name] = pairs
-        prompts[source.name] = source_prompts(source.task, pair_columns(data_args.num_negatives))
-    for source in parse_sources(data_args.eval_datasets or {}):
-        held_out.append((source.name, source.task, load_pairs(source)))
-    if data_args.streaming:  # one dataset: every batch is from one source by construction
-        train_dataset, training_args.prompts = train_datasets[sources[0].name], prompts[sources[0].name]
-    else:
+            train_datasets[source.name] = pairs
+            prompts[source.name] = source_prompts(source.task, pair_columns(data_args.num_negatives))
         train_dataset, training_args.prompts = DatasetDict(train_datasets), prompts
         training_args.multi_dataset_batch_sampler = single_source_sampler(batches_per_step)
+    for source in parse_sources(data_args.eval_datasets or {}, mirror=data_args.data_mirror):
+        held_out.append((source.name, source.task, load_pairs(source)))
 
     # 3. Define the loss: InfoNCE, query -> document, GradCache, Matryoshka dimensions if any
     loss = contrastive_loss(
@@ -175,7 +203,8 @@ def main(args=None):
 
     # 5. Train
     trainer = SentenceTransformerTrainer(
-        model=model, args=training_args, train_dataset=train_dataset, loss=loss, evaluator=evaluator
+        model=model, args=training_args, train_dataset=train_dataset, loss=loss, evaluator=evaluator,
+        callbacks=callbacks,
     )
     trainer.train(resume_from_checkpoint=resume_from)
 
@@ -199,9 +228,37 @@ def main(args=None):
             else:
                 save_embedder(model, staging, overwrite=True)
             save_config(staging, model_args, data_args, loss_args, training_args)
+            write_json(staging / DATASETS_FILE, {source.name: split.record() for source, split in zip(sources, splits)})
         logger.info(f"saved the embedder to {final_dir}")
     trainer.accelerator.wait_for_everyone()  # every process returns once final/ is complete
     return final_dir
+
+
+def build_stream(sources, splits, data_args, training_args) -> SingleSourceStream:
+    """The training sources as one stream with one source per global batch, sharded over processes and workers."""
+    stream_sources = []
+    for source, split in zip(sources, splits):
+        missing = [c for c in (source.query_column, source.document_column) if c not in split.features]
+        if missing:
+            raise ValueError(f"dataset {source.name!r} ({source.path}, split {source.split}) has no column {missing}; "
+                             f"its columns are {list(split.features)}")
+        negatives = negatives_column(source, split.features) if data_args.num_negatives else None
+        prompts = source_prompts(source.task, pair_columns(data_args.num_negatives))
+        stream_sources.append(StreamSource(source.name, split, source.query_column, source.document_column,
+                                           negatives, prompts))
+    return SingleSourceStream(
+        stream_sources, batch_size=training_args.per_device_train_batch_size,
+        batches_per_step=training_args.gradient_accumulation_steps, world_size=training_args.world_size,
+        num_workers=training_args.dataloader_num_workers, seed=training_args.seed,
+        num_negatives=data_args.num_negatives, shuffle_window=data_args.shuffle_window,
+    )
+
+
+def check_streaming_steps(max_steps: int, scheduled: int) -> int:
+    """A stream is read once: training lasts its scheduled steps, or fewer if max_steps says so."""
+    if max_steps > scheduled:
+        raise ValueError(f"max_steps {max_steps} exceeds the {scheduled} global batches the streamed datasets fill")
+    return max_steps if max_steps > 0 else scheduled
 
 
 if __name__ == "__main__":

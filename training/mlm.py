@@ -17,13 +17,22 @@ and the resolved config (`config.yaml`), which each checkpoint also holds.
 
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from transformers import AutoTokenizer, Trainer, TrainerCallback, set_seed
 
 from nomic_bert_hf import NomicBertConfig, NomicBertForPreTraining
 from nomic_bert_hf.checkpoints import load_strict
+from nomic_bert_hf.hub_data import inspect_split, is_hub_id, local_digest
 from nomic_bert_hf.configs import parse_config
-from nomic_bert_hf.mlm_data import MaskingCollator, load_documents, pack_document_stream, pack_documents
+from nomic_bert_hf.mlm_data import (
+    MaskingCollator,
+    check_packed,
+    is_packed,
+    load_documents,
+    pack_document_stream,
+    pack_documents,
+)
 from nomic_bert_hf.runs import (
     ARCHITECTURE_FIELDS,
     CheckpointFilesCallback,
@@ -70,7 +79,11 @@ class ModelArguments:
 class DataArguments:
     train_data: list[str] = field(
         default_factory=lambda: ["training/data/default/mlm/train-*.jsonl.gz"],
-        metadata={"help": "Local files, globs or folders (jsonl[.gz], json, parquet, txt[.gz]), or Hub dataset ids"},
+        metadata={"help": "Local files, globs or folders (jsonl[.gz], json, parquet, txt[.gz]), or Hub dataset ids; "
+                          "text, or sequences already tokenized and packed (an input_ids column)"},
+    )
+    data_mirror: str | None = field(
+        default=None, metadata={"help": "Folder with a copy of every Hub dataset at <data_mirror>/<org>/<name>"}
     )
     data_config_name: str | None = field(default=None, metadata={"help": "Hub dataset config, e.g. 20231101.en"})
     data_split: str = field(default="train", metadata={"help": "Hub dataset split"})
@@ -115,15 +128,22 @@ def main(args: list[str] | None = None, callbacks: list[TrainerCallback] | None 
     architecture = {name: getattr(model.config, name) for name in ARCHITECTURE_FIELDS}
     logger.info("Model: %s parameters, %s", f"{model.num_parameters():,}", architecture)
 
-    # 2. Load the corpus and pack it into sequences of max_seq_length tokens ([CLS] doc [SEP] [CLS] doc [SEP] ...)
+    # 2. Load the corpus and pack it into sequences of max_seq_length tokens ([CLS] doc [SEP] [CLS] doc [SEP] ...),
+    #    or check sequences that come tokenized and packed
     with training_args.main_process_first(desc="tokenizing and packing the corpus"):
         documents = load_documents(
             data_args.train_data, text_column=data_args.text_column, config_name=data_args.data_config_name,
             split=data_args.data_split, revision=data_args.data_revision, streaming=data_args.streaming,
             encoding_errors=data_args.encoding_errors, text_sample_by=data_args.text_sample_by,
+            mirror=data_args.data_mirror,
         )
         seed = training_args.data_seed if training_args.data_seed is not None else training_args.seed
-        if data_args.streaming:
+        if is_packed(documents):
+            train_dataset = check_packed(documents, data_args.max_seq_length, model.config.vocab_size,
+                                         ", ".join(data_args.train_data))
+            if data_args.streaming:
+                train_dataset = train_dataset.shuffle(seed=seed, buffer_size=data_args.shuffle_buffer)
+        elif data_args.streaming:
             train_dataset = pack_document_stream(
                 documents, tokenizer, data_args.max_seq_length, seed=seed, shuffle_buffer=data_args.shuffle_buffer
             )
@@ -152,7 +172,22 @@ def main(args: list[str] | None = None, callbacks: list[TrainerCallback] | None 
     trainer.save_state()
 
     # 5. Save the final model (weights, code, tokenizer with vocab.txt, config.yaml) to {output_dir}/final/
-    return save_final_model(trainer, tokenizer, *configs, overwrite=training_args.overwrite_output_dir)
+    return save_final_model(trainer, tokenizer, *configs, overwrite=training_args.overwrite_output_dir,
+                            datasets_read=datasets_read(data_args))
+
+
+def datasets_read(data_args: DataArguments) -> dict:
+    """What each training source was: a Hub dataset's split, rows and commit; a local path's digest."""
+    records = {}
+    for source in data_args.train_data:
+        if is_hub_id(source):
+            records[source] = inspect_split(source, data_args.data_split, data_args.data_config_name,
+                                            data_args.data_revision, data_args.data_mirror).record()
+        elif Path(source).exists():
+            records[source] = {"path": source, "revision": f"sha256:{local_digest(Path(source))}"}
+        else:
+            records[source] = {"path": source}  # a glob pattern; the pipeline records its corpus's file hashes
+    return records
 
 
 if __name__ == "__main__":

@@ -4,6 +4,10 @@
     sequences, stats = pack_documents(documents, tokenizer, max_seq_length=128, seed=42)
     collator = MaskingCollator(tokenizer, mlm_probability=0.3, seed=42)
 
+A corpus that is already tokenized and packed (an `input_ids` column of `max_seq_length` ids per row, as Nomic's
+`nomic-ai/nomic-bert-pretokenized-2048-wiki-2023`) is used as it is: `load_documents` keeps its `input_ids`, and
+`check_packed` verifies every row's length and ids instead of tokenizing.
+
 Packing: each document becomes `[CLS] tokens [SEP]`; the documents, in an order shuffled by the seed, are laid end to
 end and cut into consecutive sequences of exactly `max_seq_length` tokens. Nothing is padded, a document longer than
 the rest of a sequence continues at the start of the next one, and only the final partial sequence is dropped. A
@@ -25,8 +29,11 @@ from pathlib import Path
 
 import datasets
 import numpy as np
+import pyarrow.compute as pc
 import torch
 from transformers import DataCollatorForLanguageModeling, PreTrainedTokenizerBase
+
+from .hub_data import resolve_path
 
 logger = logging.getLogger(__name__)
 
@@ -46,11 +53,12 @@ def load_documents(
     streaming: bool = False,
     encoding_errors: str = "strict",
     text_sample_by: str = "paragraph",
+    mirror: str | None = None,
 ) -> datasets.Dataset | datasets.IterableDataset:
     """One `text` column from local files, glob patterns and folders (jsonl, jsonl.gz, json, parquet, txt, txt.gz) and
-    Hub dataset ids.
+    Hub dataset ids; or, where the sources are pre-tokenized, their `input_ids` column.
 
-    `config_name`, `split` and `revision` apply to Hub datasets. In `.txt` files a document is a paragraph (blank-line
+    `config_name`, `split` and `revision` apply to Hub datasets (read from `mirror`'s copy when one is set). In `.txt` files a document is a paragraph (blank-line
     separated) by default; `text_sample_by` takes datasets' other choices, "line" and "document" (one per file).
     Invalid UTF-8 in a local file is an error naming the file and line, unless `encoding_errors="replace"`.
     """
@@ -64,8 +72,13 @@ def load_documents(
             for builder, files in _local_files(source).items():
                 parts.append(_load_local(builder, files, text_column, streaming, encoding_errors, text_sample_by))
         else:
-            dataset = datasets.load_dataset(source, config_name, split=split, revision=revision, streaming=streaming)
+            dataset = datasets.load_dataset(resolve_path(source, mirror), config_name, split=split, revision=revision,
+                                            streaming=streaming)
             parts.append(_text_only(dataset, text_column, source))
+    kinds = {part.column_names[0] for part in parts}
+    if len(kinds) > 1:
+        raise ValueError(f"{', '.join(sources)}: some sources are pre-tokenized (input_ids) and others text; "
+                         "train on one kind")
     return parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
 
 
@@ -140,10 +153,13 @@ def _raise_on_invalid_utf8(files: Sequence[str]) -> None:
 
 
 def _text_only(dataset, text_column: str, source: str):
-    """The dataset reduced to its text column, named `text`; a missing column is an error that lists the others."""
+    """The dataset reduced to its text column, named `text` (or to `input_ids` when it is pre-tokenized and has no
+    text column); a missing column is an error that lists the others."""
     columns = dataset.column_names
     if columns is None:  # a stream without declared features: look at its first row
         columns = list(next(iter(dataset)).keys())
+    if text_column not in columns and "input_ids" in columns:
+        return dataset.select_columns(["input_ids"]).cast_column("input_ids", PACKED_FEATURES["input_ids"])
     if text_column not in columns:
         raise ValueError(
             f"{source} has no column {text_column!r}; its columns are {', '.join(columns)}. "
@@ -151,6 +167,54 @@ def _text_only(dataset, text_column: str, source: str):
         )
     dataset = dataset.select_columns([text_column])
     return dataset if text_column == "text" else dataset.rename_column(text_column, "text")
+
+
+def is_packed(corpus: datasets.Dataset | datasets.IterableDataset) -> bool:
+    """Whether `load_documents` found pre-tokenized sequences rather than text."""
+    return corpus.column_names == ["input_ids"]
+
+
+def check_packed(sequences: datasets.Dataset | datasets.IterableDataset, max_seq_length: int, vocab_size: int,
+                 source: str) -> datasets.Dataset | datasets.IterableDataset:
+    """Pre-tokenized sequences as they are, once every row holds exactly `max_seq_length` ids below `vocab_size`.
+
+    A loaded dataset is checked now, in one pass over its Arrow data; a stream is checked row by row as it is read
+    (and its first rows now), so a bad row stops training with the row's number.
+    """
+    if isinstance(sequences, datasets.IterableDataset):
+        checked = sequences.map(_check_rows, batched=True, with_indices=True,
+                                fn_kwargs={"max_seq_length": max_seq_length, "vocab_size": vocab_size, "source": source})
+        next(iter(checked))
+        return checked
+    offset = 0
+    for chunk in sequences.data.column("input_ids").chunks:
+        lengths = pc.list_value_length(chunk).to_numpy(zero_copy_only=False)
+        ids = pc.list_flatten(chunk).to_numpy(zero_copy_only=False)
+        _raise_on_bad_rows(lengths, ids, offset, max_seq_length, vocab_size, source)
+        offset += len(chunk)
+    if offset == 0:
+        raise ValueError(f"{source} holds no sequences")
+    return sequences
+
+
+def _check_rows(batch: dict, indices: list[int], max_seq_length: int, vocab_size: int, source: str) -> dict:
+    lengths = np.array([len(row) for row in batch["input_ids"]])
+    ids = np.concatenate([np.asarray(row) for row in batch["input_ids"]]) if len(lengths) else np.array([])
+    _raise_on_bad_rows(lengths, ids, indices[0] if indices else 0, max_seq_length, vocab_size, source)
+    return batch
+
+
+def _raise_on_bad_rows(lengths: np.ndarray, ids: np.ndarray, offset: int, max_seq_length: int, vocab_size: int,
+                       source: str) -> None:
+    wrong = np.flatnonzero(lengths != max_seq_length)
+    if len(wrong):
+        raise ValueError(f"{source}: pre-tokenized row {offset + wrong[0]} has {lengths[wrong[0]]} tokens, not the "
+                         f"max_seq_length of {max_seq_length} it must be packed to")
+    outside = np.flatnonzero((ids < 0) | (ids >= vocab_size))
+    if len(outside):
+        row = outside[0] // max_seq_length
+        raise ValueError(f"{source}: pre-tokenized row {offset + row} holds the token id {ids[outside[0]]}, outside "
+                         f"the model's vocabulary of {vocab_size}")
 
 
 @dataclass

@@ -2,8 +2,9 @@
 
 A source is one dataset with one task prefix (Nomic trains each batch on one source). `load_pairs` gives the columns
 sentence-transformers' ranking losses read in order: `query`, `document`, then `negative_1` ... `negative_k`, sampled
-at random (seeded) from the source's mined `negatives` list. `source_prompts` maps those columns to the prefixes the
-saved model stores (`embedder.PROMPTS`), for the trainer's `prompts` argument.
+at random (seeded) from the source's list of mined negatives (its one list-of-text column unless named). A Hub id
+is read from a mirror's copy when `mirror` is set (`hub_data.resolve_path`). `source_prompts` maps those columns to
+the prefixes the saved model stores (`embedder.PROMPTS`), for the trainer's `prompts` argument.
 """
 
 import dataclasses
@@ -15,9 +16,10 @@ import random
 from collections.abc import Mapping
 from pathlib import Path
 
-from datasets import Dataset, Features, IterableDataset, Value, load_dataset
+from datasets import Dataset, Features, IterableDataset, List, Value, load_dataset
 
 from .embedder import PROMPTS
+from .hub_data import FILE_BUILDERS, file_builder, resolve_path
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +29,6 @@ TASK_PROMPTS = {
     "classification": ("classification", "classification"),
     "clustering": ("clustering", "clustering"),
 }
-FILE_BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet"}
 
 
 @dataclasses.dataclass
@@ -42,7 +43,8 @@ class PairSource:
     revision: str | None = None
     query_column: str = "query"
     document_column: str = "document"
-    negatives_column: str = "negatives"
+    negatives_column: str | None = None  # None: the dataset's one column holding a list of texts
+    mirror: str | None = None  # a folder with a copy of each Hub dataset at <mirror>/<org>/<name>
 
     def __post_init__(self):
         if self.task not in TASK_PROMPTS:
@@ -89,11 +91,14 @@ def load_pairs(
     row's chunk of 1000 rows, so that a stream can be padded too).
     """
     raw = _load_raw(source, streaming)
-    columns = [source.query_column, source.document_column] + ([source.negatives_column] if num_negatives else [])
-    present = raw.column_names if raw.column_names is not None else list(next(iter(raw)))
-    missing = [column for column in columns if column not in present]
+    features = raw.features if raw.features is not None else Dataset.from_list([next(iter(raw))]).features
+    columns = [source.query_column, source.document_column]
+    missing = [column for column in columns if column not in features]
     if missing:
-        raise ValueError(f"dataset {source.name!r} ({source.path}) has no column {missing}; its columns are {present}")
+        raise ValueError(f"dataset {source.name!r} ({source.path}) has no column {missing}; its columns are "
+                         f"{list(features)}")
+    if num_negatives:
+        columns.append(negatives_column(source, features))
     pairs = raw.select_columns(columns).rename_columns(
         {old: new for old, new in zip(columns, ["query", "document", "negatives"]) if old != new}
     )
@@ -156,15 +161,15 @@ def write_jsonl(rows: Dataset, path: str | Path, overwrite: bool = False) -> Pat
 def _load_raw(source: PairSource, streaming: bool) -> Dataset | IterableDataset:
     path = Path(source.path)
     if path.is_file():
-        suffix = path.suffixes[-2] if path.suffix == ".gz" and len(path.suffixes) > 1 else path.suffix
-        if suffix not in FILE_BUILDERS:
+        if file_builder(path) is None:
             raise ValueError(f"dataset {source.name!r}: cannot read {path}; use .jsonl, .jsonl.gz, .json or .parquet")
-        return load_dataset(FILE_BUILDERS[suffix], data_files=str(path), split="train", streaming=streaming)
+        return load_dataset(file_builder(path), data_files=str(path), split="train", streaming=streaming)
     if path.is_dir():
         return load_dataset(str(path), split=source.split, streaming=streaming)
     if path.is_absolute() or source.path.startswith(".") or path.suffix in {*FILE_BUILDERS, ".gz"}:
         raise FileNotFoundError(f"dataset {source.name!r}: {path} does not exist")
-    return load_dataset(source.path, source.subset, split=source.split, revision=source.revision, streaming=streaming)
+    return load_dataset(resolve_path(source.path, source.mirror), source.subset, split=source.split,
+                        revision=source.revision, streaming=streaming)
 
 
 def _has_query_and_document(batch: dict[str, list]) -> list[bool]:
@@ -175,20 +180,42 @@ def _has_query_and_document(batch: dict[str, list]) -> list[bool]:
 def _sample_negatives(batch: dict[str, list], indices: list[int], k: int, pad: bool, seed: int, name: str) -> dict:
     columns = {f"negative_{j}": [] for j in range(1, k + 1)}
     for row, (index, mined) in enumerate(zip(indices, batch["negatives"])):
-        rng = random.Random(f"{seed}:{index}")
-        mined = list(dict.fromkeys(text for text in mined or [] if text and text.strip()))
-        if len(mined) >= k:
-            chosen = rng.sample(mined, k)
-        elif pad:
-            pool = [text for other, text in enumerate(batch["document"]) if other != row and text not in mined]
-            if len(pool) < k - len(mined):
-                raise ValueError(f"dataset {name!r}: too few documents to pad row {index} to {k} negatives")
-            chosen = mined + rng.sample(pool, k - len(mined))
-        else:
-            raise ValueError(
-                f"dataset {name!r}: row {index} has {len(mined)} negatives but {k} are asked for; mine more "
-                "(training/mine_negatives.py), lower num_negatives, or set pad_negatives to fill up with random documents"
-            )
+        pool = [text for other, text in enumerate(batch["document"]) if other != row] if pad else None
+        chosen = sample_negatives(mined, k, random.Random(f"{seed}:{index}"), name, pad_pool=pool, row=index)
         for j, text in enumerate(chosen, start=1):
             columns[f"negative_{j}"].append(text)
     return columns
+
+
+def sample_negatives(mined: list[str] | None, k: int, rng: random.Random, name: str,
+                     pad_pool: list[str] | None = None, row: int | str = "") -> list[str]:
+    """`k` distinct negatives drawn at random from a row's mined list (as Nomic's stage 3 did). A row with fewer is an
+    error, unless `pad_pool` is given: then the rest are drawn from those documents."""
+    mined = list(dict.fromkeys(text for text in mined or [] if text and text.strip()))
+    if len(mined) >= k:
+        return rng.sample(mined, k)
+    if pad_pool is None:
+        raise ValueError(
+            f"dataset {name!r}: row {row} has {len(mined)} negatives but {k} are asked for; mine more "
+            "(training/mine_negatives.py), lower num_negatives, or set pad_negatives to fill up with random documents"
+        )
+    pool = [text for text in pad_pool if text not in mined]
+    if len(pool) < k - len(mined):
+        raise ValueError(f"dataset {name!r}: too few documents to pad row {row} to {k} negatives")
+    return mined + rng.sample(pool, k - len(mined))
+
+
+def negatives_column(source: PairSource, features: Features) -> str:
+    """The column of mined negatives: the one named by the source, or else the dataset's only list-of-text column."""
+    if source.negatives_column is not None:
+        if source.negatives_column not in features:
+            raise ValueError(f"dataset {source.name!r} ({source.path}) has no column {source.negatives_column!r}; "
+                             f"its columns are {list(features)}")
+        return source.negatives_column
+    lists = [name for name, feature in features.items()
+             if isinstance(feature, List) and getattr(feature.feature, "dtype", None) in ("string", "large_string")]
+    if len(lists) != 1:
+        found = f"several ({lists})" if lists else "none"
+        raise ValueError(f"dataset {source.name!r} ({source.path}) needs one column holding a list of negative texts; "
+                         f"found {found} among {list(features)}: name it with negatives_column")
+    return lists[0]

@@ -26,12 +26,14 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoin
 
 from .checkpoints import atomic_output_dir
 from .configs import save_config
+from .provenance import write_json
 from .tokenization import save_tokenizer, write_vocab
 
 logger = logging.getLogger(__name__)
 
 FINAL_DIR = "final"
 TRAINER_STATE = "trainer_state.json"
+DATASETS_FILE = "datasets.json"  # in final/: the datasets a stage read, with their revisions and rows
 LAST_CHECKPOINT = ("true", "last")
 # Config fields that must match for a checkpoint's weights and optimizer state to fit a model.
 ARCHITECTURE_FIELDS = ("vocab_size", "n_embd", "n_layer", "n_head", "n_inner", "type_vocab_size", "activation_function")
@@ -93,6 +95,13 @@ def prepare_output_dir(output_dir: str | Path, resume_from_checkpoint: str | Non
     return str(checkpoint)
 
 
+def resumed_step(checkpoint: str | None) -> int:
+    """The optimizer step a run resumes at: the checkpoint's global step (0 for a fresh run)."""
+    if checkpoint is None:
+        return 0
+    return int(json.loads((Path(checkpoint) / TRAINER_STATE).read_text())["global_step"])
+
+
 def check_resume_compatible(checkpoint: str | Path, model: PreTrainedModel) -> None:
     """Refuse a checkpoint written by another model class or architecture than `model` (the Trainer would load what
     fits and silently keep the rest at random)."""
@@ -139,8 +148,10 @@ class MaskingEpochCallback(TrainerCallback):
         self.collator.epoch = int(state.epoch + 1e-6)  # state.epoch is fractional after a mid-epoch resume
 
 
-def save_final_model(trainer: Trainer, tokenizer: PreTrainedTokenizerBase, *configs, overwrite: bool = False) -> Path:
-    """Write `{output_dir}/final/`: weights (safetensors), the model's code, tokenizer with `vocab.txt`, `config.yaml`.
+def save_final_model(trainer: Trainer, tokenizer: PreTrainedTokenizerBase, *configs, overwrite: bool = False,
+                     datasets_read: dict | None = None) -> Path:
+    """Write `{output_dir}/final/`: weights (safetensors), the model's code, tokenizer with `vocab.txt`, `config.yaml`,
+    and `datasets.json` (`datasets_read`: the datasets and revisions the run read).
 
     Every process must call this (FSDP and DeepSpeed gather the weights collectively); the main process writes a
     staging folder and renames it into place, so `final/` is either complete or absent.
@@ -156,6 +167,8 @@ def save_final_model(trainer: Trainer, tokenizer: PreTrainedTokenizerBase, *conf
         (staging / "training_args.bin").unlink(missing_ok=True)  # a pickle; config.yaml records the same settings
         save_tokenizer(tokenizer, staging)
         save_config(staging, *configs)
+        if datasets_read is not None:
+            write_json(staging / DATASETS_FILE, datasets_read)
         with atomic_output_dir(final, overwrite=overwrite) as target:
             for item in staging.iterdir():
                 os.replace(item, target / item.name)

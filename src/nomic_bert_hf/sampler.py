@@ -12,7 +12,7 @@ loss gathers across devices would then mix sources. `SingleSourceBatchSampler` i
 
 import functools
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from itertools import accumulate
 
 import torch
@@ -22,9 +22,18 @@ from torch.utils.data import BatchSampler, ConcatDataset
 logger = logging.getLogger(__name__)
 
 
+def global_batch_schedule(blocks: Sequence[int], generator: torch.Generator | None) -> list[int]:
+    """The source of every global batch: source i appears `blocks[i]` times, in a random order drawn with
+    `generator`. Drawing the next source in proportion to the blocks it has left, without replacement, gives exactly
+    this distribution."""
+    sources = [index for index, count in enumerate(blocks) for _ in range(count)]
+    return [sources[position] for position in torch.randperm(len(sources), generator=generator).tolist()]
+
+
 class SingleSourceBatchSampler(MultiDatasetDefaultBatchSampler):
     """Yields blocks of `batches_per_step` full batches, each block from one dataset; datasets are chosen at random in
-    proportion to their number of blocks (their size), without replacement, as `PROPORTIONAL` does with batches.
+    proportion to their number of blocks (their size), without replacement (`global_batch_schedule`, which the
+    streamed `SingleSourceStream` follows too).
 
     Rows that do not fill a whole block at the end of a dataset are left out of the epoch (a global batch is never
     partial or mixed); the per-dataset samplers (`batch_sampler` in the training arguments) decide the order of rows.
@@ -55,10 +64,9 @@ class SingleSourceBatchSampler(MultiDatasetDefaultBatchSampler):
         if self.generator is not None and self.seed is not None:
             self.generator.manual_seed(self.seed + self.epoch)
         offsets = [0, *accumulate(len(sub_dataset) for sub_dataset in self.dataset.datasets)]
-        sources = [index for index, blocks in enumerate(self.blocks) for _ in range(blocks)]
-        order = torch.randperm(len(sources), generator=self.generator).tolist()
+        schedule = global_batch_schedule(self.blocks, self.generator)
         batch_iterators = [iter(sampler) for sampler in self.batch_samplers]
-        for source in (sources[position] for position in order):
+        for source in schedule:
             block = []
             for batch in batch_iterators[source]:
                 if len(batch) == self.batch_size:  # a short last batch never joins a global batch

@@ -1,0 +1,169 @@
+"""The published recipes on (local copies of) the data Nomic released on the Hub: the configs name every split, stage
+1 reads the pre-tokenized sequences as they are, stage 2 streams one source per global batch across processes and
+resumes exactly, stage 3 samples 7 of each row's released negatives."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import datasets
+import pytest
+import torch
+import yaml
+from contrastive_data import one_thread  # noqa: F401 (an autouse fixture)
+from hub_copies import CONFIGS, PRETOKENIZED, SUPERVISED, UNSUPERVISED, config_splits
+from safetensors.torch import load_file
+from sentence_transformers import SentenceTransformerTrainer
+from transformers import PreTrainedTokenizerBase, TrainerCallback
+
+from nomic_bert_hf.embedder import PROMPTS
+from nomic_bert_hf.mlm_data import check_packed
+from nomic_bert_hf.pair_data import PairSource, load_pairs
+
+ROOT = Path(__file__).resolve().parents[1]
+UNSUPERVISED_CONFIG = CONFIGS / "contrastive" / "nomic-embed-text-v1-unsupervised.yaml"
+TINY_CONTRASTIVE = ["--per_device_train_batch_size", "4", "--mini_batch_size", "4", "--max_seq_length", "24",
+                    "--bf16", "false", "--dataloader_num_workers", "0", "--use_cpu", "true", "--logging_steps", "1"]
+TASK_PROMPTS = {"paq": PROMPTS["query"], "reddit_title_body": PROMPTS["clustering"],
+                "amazon_reviews": PROMPTS["classification"], "squad": PROMPTS["query"]}
+
+
+def load_script(name):
+    spec = importlib.util.spec_from_file_location(f"{name}_script", ROOT / "training" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def starts_with_prompt(text, prompt):
+    return text.replace(" ", "").startswith(prompt.replace(" ", ""))
+
+
+def test_published_recipes_name_every_released_split_and_no_placeholder():
+    unsupervised = yaml.safe_load(UNSUPERVISED_CONFIG.read_text())["train_datasets"]
+    assert len(unsupervised) == 29 and {entry["path"] for entry in unsupervised.values()} == {UNSUPERVISED}
+    for name in ("nomic-embed-text-v1.yaml", "nomic-embed-text-v1.5.yaml"):
+        supervised = yaml.safe_load((CONFIGS / "contrastive" / name).read_text())
+        assert len(supervised["train_datasets"]) == 10 and supervised["num_negatives"] == 7
+        assert {entry["path"] for entry in supervised["train_datasets"].values()} == {SUPERVISED}
+    assert yaml.safe_load((CONFIGS / "mlm" / "nomic-bert-2048.yaml").read_text())["train_data"] == [PRETOKENIZED]
+    tracked = subprocess.run(["git", "-C", str(ROOT), "ls-files"], capture_output=True, text=True).stdout.split()
+    placeholders = [path for path in tracked if path.endswith((".py", ".yaml", ".md"))
+                    and "my-org/" in (ROOT / path).read_text(errors="replace")]
+    assert placeholders == []
+
+
+def test_stage_1_uses_pretokenized_rows_without_the_tokenizer(nomic_mirror, tmp_path, monkeypatch):
+    def no_tokenizing(*args, **kwargs):
+        raise AssertionError("the tokenizer was called on pre-tokenized rows")
+
+    monkeypatch.setattr(PreTrainedTokenizerBase, "__call__", no_tokenizing)
+    batches = []
+    original = load_script("mlm").MaskingCollator.__call__
+    monkeypatch.setattr("nomic_bert_hf.mlm_data.MaskingCollator.__call__",
+                        lambda self, rows, *a, **k: batches.append(rows) or original(self, rows, *a, **k))
+    final = load_script("mlm").main([
+        str(CONFIGS / "mlm" / "nomic-bert-2048.yaml"), "--data_mirror", str(nomic_mirror), "--n_embd", "32",
+        "--n_layer", "1", "--n_head", "2", "--n_inner", "64", "--per_device_train_batch_size", "2",
+        "--gradient_accumulation_steps", "1", "--max_steps", "2", "--bf16", "false", "--use_cpu", "true",
+        "--preprocessing_num_workers", "1", "--output_dir", str(tmp_path / "mlm"),
+    ])
+    copy = datasets.load_dataset(str(nomic_mirror / PRETOKENIZED), split="train")
+    rows = {tuple(row) for row in copy["input_ids"]}
+    assert len(batches) >= 2 and all(tuple(row["input_ids"]) in rows for batch in batches for row in batch)
+    recorded = json.loads((final / "datasets.json").read_text())[PRETOKENIZED]
+    assert recorded["rows"] == len(copy) and recorded["revision"].startswith("sha256:")
+
+
+@pytest.mark.parametrize("row, message", [
+    (list(range(100, 116)), "row 3 has 16 tokens, not the max_seq_length of 32"),
+    ([30600] + list(range(100, 131)), "row 3 holds the token id 30600, outside the model's vocabulary of 30528"),
+])
+@pytest.mark.parametrize("streaming", [False, True])
+def test_bad_pretokenized_rows_are_named(tmp_path, row, message, streaming):
+    rows = [list(range(100, 132))] * 3 + [row] + [list(range(100, 132))]
+    path = tmp_path / "packed.parquet"
+    datasets.Dataset.from_dict({"input_ids": rows}).to_parquet(path)
+    sequences = datasets.load_dataset("parquet", data_files=str(path), split="train", streaming=streaming)
+    with pytest.raises(ValueError, match=message):
+        list(check_packed(sequences, 32, 30528, str(path)))
+
+
+def test_stage_2_streams_one_source_per_global_batch_on_two_processes(mlm_dir, nomic_mirror, tmp_path):
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+        str(ROOT / "tests" / "contrastive_ddp_worker.py"), str(tmp_path / "records"), str(UNSUPERVISED_CONFIG),
+        "--model_name_or_path", str(mlm_dir), "--output_dir", str(tmp_path / "run"), "--data_mirror", str(nomic_mirror),
+        *TINY_CONTRASTIVE, "--gradient_accumulation_steps", "2", "--max_steps", "12", "--save_steps", "100",
+    ]
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
+    result = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=600)
+    assert result.returncode == 0, [line for line in result.stderr.splitlines() if "rror" in line][-20:]
+    ranks = [json.loads((tmp_path / "records" / f"rank{rank}.json").read_text()) for rank in (0, 1)]
+    assert [len(records) for records in ranks] == [24, 24]  # 12 steps x 2 micro-batches on each process
+    sources = set()
+    for step in range(12):
+        batches = [record for records in ranks for record in records if record["step"] == step]
+        assert len(batches) == 4 and len({record["dataset"] for record in batches}) == 1, batches
+        assert all(record["rows"] == 4 and record["gathered_rows"] == [8, 8] for record in batches)
+        sources.add(batches[0]["dataset"])
+    assert len(sources) > 3  # sources drawn in proportion to their rows: 29 equal splits here
+    assert [record["query"] for record in ranks[0]] != [record["query"] for record in ranks[1]]  # their own rows
+    for record in ranks[0] + ranks[1]:
+        if record["dataset"] in TASK_PROMPTS:
+            assert starts_with_prompt(record["query"], TASK_PROMPTS[record["dataset"]]), record
+    recorded = json.loads((tmp_path / "run" / "final" / "datasets.json").read_text())
+    assert sorted(recorded) == sorted(config_splits(UNSUPERVISED_CONFIG.name))
+
+
+class Interrupted(Exception):
+    pass
+
+
+class InterruptAt(TrainerCallback):
+    def __init__(self, step):
+        self.step = step
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            raise Interrupted
+
+
+def test_streamed_run_killed_and_resumed_ends_with_the_same_weights(mlm_dir, nomic_mirror, tmp_path):
+    script = load_script("contrastive")
+    args = [str(UNSUPERVISED_CONFIG), "--model_name_or_path", str(mlm_dir), "--data_mirror", str(nomic_mirror),
+            *TINY_CONTRASTIVE, "--max_steps", "8", "--save_steps", "3", "--shuffle_window", "5"]
+    uninterrupted = script.main([*args, "--output_dir", str(tmp_path / "a")])
+    with pytest.raises(Interrupted):
+        script.main([*args, "--output_dir", str(tmp_path / "b")], callbacks=[InterruptAt(5)])
+    assert not (tmp_path / "b" / "final").exists() and (tmp_path / "b" / "checkpoint-3").is_dir()
+    resumed = script.main([*args, "--output_dir", str(tmp_path / "b"), "--resume_from_checkpoint", "true"])
+    expected, actual = load_file(uninterrupted / "model.safetensors"), load_file(resumed / "model.safetensors")
+    assert expected.keys() == actual.keys() and all(torch.equal(expected[key], actual[key]) for key in expected)
+    before = load_file(mlm_dir / "model.safetensors")["bert.encoder.layers.0.attn.Wqkv.weight"]
+    assert not torch.equal(before, actual["encoder.layers.0.attn.Wqkv.weight"])  # it did train
+
+
+def test_stage_3_trains_on_7_of_each_rows_released_negatives(mlm_dir, nomic_mirror, tmp_path, monkeypatch):
+    source = PairSource("fever", str(nomic_mirror / SUPERVISED), split="fever_hn_mine")
+    pairs = load_pairs(source, num_negatives=7, seed=3)
+    released = {row["query"]: row["negative"] for row in
+                datasets.load_dataset(str(nomic_mirror / SUPERVISED), split="fever_hn_mine")}
+    for row in pairs:
+        chosen = [row[f"negative_{j}"] for j in range(1, 8)]
+        assert len(set(chosen)) == 7 and set(chosen) <= set(released[row["query"]])
+    columns = []
+    compute_loss = SentenceTransformerTrainer.compute_loss
+    monkeypatch.setattr(SentenceTransformerTrainer, "compute_loss", lambda trainer, model, inputs, *a, **k: (
+        columns.append(sorted(key for key in inputs if key.endswith("_input_ids")))
+        or compute_loss(trainer, model, inputs, *a, **k)))
+    load_script("contrastive").main([
+        str(CONFIGS / "contrastive" / "nomic-embed-text-v1.5.yaml"), "--model_name_or_path", str(mlm_dir),
+        "--data_mirror", str(nomic_mirror), *TINY_CONTRASTIVE, "--matryoshka_dims", "32", "16", "--max_steps", "2",
+        "--output_dir", str(tmp_path / "ft"),
+    ])
+    negatives = [f"negative_{j}_input_ids" for j in range(1, 8)]
+    assert columns and all(batch == sorted(["query_input_ids", "document_input_ids", *negatives]) for batch in columns)

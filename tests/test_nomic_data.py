@@ -5,6 +5,7 @@ resumes exactly, stage 3 samples 7 of each row's released negatives."""
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,7 @@ import yaml
 from contrastive_data import one_thread  # noqa: F401 (an autouse fixture)
 from hub_copies import CONFIGS, PRETOKENIZED, SUPERVISED, UNSUPERVISED, config_splits
 from safetensors.torch import load_file
-from sentence_transformers import SentenceTransformerTrainer
+from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
 from transformers import PreTrainedTokenizerBase, TrainerCallback
 
 from nomic_bert_hf.embedder import PROMPTS
@@ -167,3 +168,71 @@ def test_stage_3_trains_on_7_of_each_rows_released_negatives(mlm_dir, nomic_mirr
     ])
     negatives = [f"negative_{j}_input_ids" for j in range(1, 8)]
     assert columns and all(batch == sorted(["query_input_ids", "document_input_ids", *negatives]) for batch in columns)
+
+
+def published_pipeline(tmp_path, mirror, **changes) -> Path:
+    """The published v1.5 pipeline config with only the model size, batch sizes, step counts, the evaluation (Hub
+    benchmarks are unreachable offline: the default corpus's held-out tasks instead) and the mirror changed."""
+    config = yaml.safe_load((CONFIGS / "pipeline" / "nomic-embed-text-v1.5.yaml").read_text())
+    small = ["--per_device_train_batch_size", "2", "--gradient_accumulation_steps", "1", "--bf16", "false",
+             "--use_cpu", "true", "--save_steps", "2"]
+    contrastive = [*TINY_CONTRASTIVE, "--save_steps", "2"]
+    config.update(
+        output_dir=str(tmp_path / "runs"), publish_dir=str(tmp_path / "published"), data_mirror=str(mirror),
+        launcher="", long_context_config=None, eval_config="evaluation/configs/mteb_eval/pipeline-tiny.yaml",
+        mlm_args=[*small, "--n_embd", "32", "--n_layer", "2", "--n_head", "4", "--n_inner", "64", "--max_steps", "2",
+                  "--preprocessing_num_workers", "1"],
+        pretrain_args=[*contrastive, "--max_steps", "4"],
+        finetune_args=[*contrastive, "--matryoshka_dims", "32", "16", "--max_steps", "2"],
+        **changes,
+    )
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def run_pipeline(*args):
+    return subprocess.run([sys.executable, str(ROOT / "training" / "pipeline.py"), *map(str, args)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=900)
+
+
+def test_published_pipeline_runs_every_stage_on_the_released_data(nomic_mirror, tmp_path):
+    result = run_pipeline(published_pipeline(tmp_path, nomic_mirror))
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = tmp_path / "runs"
+    assert not (runs / "mine").exists()  # the released fine-tuning data carry their negatives: nothing is mined
+    record = json.loads((tmp_path / "published" / "provenance.json").read_text())
+    assert record["corpus"] is None and set(record["datasets"]) == {"mlm", "pretrain", "finetune"}
+    assert record["datasets"]["mlm"][PRETOKENIZED]["rows"] == 48
+    assert len(record["datasets"]["pretrain"]) == 29 and len(record["datasets"]["finetune"]) == 10
+    revisions = {entry["revision"] for stage in record["datasets"].values() for entry in stage.values()}
+    assert len(revisions) == 3 and all(revision.startswith("sha256:") for revision in revisions)
+    assert "nomic-ai/nomic-embed-supervised-data" in (tmp_path / "published" / "README.md").read_text()
+    published = SentenceTransformer(str(tmp_path / "published"), trust_remote_code=True)
+    assert published.get_embedding_dimension() == 32 and published.prompts["query"] == PROMPTS["query"]
+
+
+def test_plan_reports_the_released_data_and_each_stage(nomic_mirror, tmp_path):
+    result = run_pipeline(published_pipeline(tmp_path, nomic_mirror), "--plan", "true", "--tokens_per_second", "1000")
+    assert result.returncode == 0, result.stderr[-3000:]
+    plan = result.stdout
+    assert "| mlm | 2 | 2 | 8,192 |" in plan  # 2 steps x global batch 2 x 2048 tokens
+    assert "| pretrain | 4 | 4 |" in plan and "| finetune | 4 | 2 |" in plan
+    for split in [*config_splits("nomic-embed-text-v1-unsupervised.yaml"), *config_splits("nomic-embed-text-v1.5.yaml")]:
+        assert f"| {split} | {split} | 200 | 2 |" in plan
+    assert "pre-tokenized, 2048 tokens per row" in plan and "negatives: negative" in plan
+    assert not (tmp_path / "runs").exists()  # a plan trains and writes nothing
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"split": "reddit_titles"}, "has no split 'reddit_titles'; its splits are"),
+    ({"query_column": "title"}, r"has no column \['title'\]"),
+    ({"path": "nomic-ai/nomic-embed-unsupervised-datas"}, "the mirror .* has no copy of it"),
+])
+def test_plan_names_a_missing_split_column_or_dataset(nomic_mirror, tmp_path, change, message):
+    stage = yaml.safe_load(UNSUPERVISED_CONFIG.read_text())
+    stage["train_datasets"]["reddit_title_body"].update(change)
+    (tmp_path / "pretrain.yaml").write_text(yaml.safe_dump(stage))
+    config = published_pipeline(tmp_path, nomic_mirror, pretrain_config=str(tmp_path / "pretrain.yaml"))
+    result = run_pipeline(config, "--plan", "true")
+    assert result.returncode != 0 and re.search(message, result.stderr), result.stderr[-2000:]

@@ -32,6 +32,9 @@ class MiningArguments:
         default=None, metadata={"help": "where the pairs with negatives go (.jsonl or .jsonl.gz)"}
     )
     split: str = "train"
+    data_mirror: str | None = field(
+        default=None, metadata={"help": "folder with a copy of every Hub dataset at <data_mirror>/<org>/<name>"}
+    )
     query_column: str = "query"
     document_column: str = "document"
     num_negatives: int = 20
@@ -73,6 +76,7 @@ def main(args=None):
     source = PairSource(
         name=Path(mining_args.dataset).name, path=mining_args.dataset, split=mining_args.split,
         query_column=mining_args.query_column, document_column=mining_args.document_column,
+        mirror=mining_args.data_mirror,
     )
     pairs = load_pairs(source)
     if mining_args.max_rows is not None and len(pairs) > mining_args.max_rows:

@@ -5,6 +5,7 @@
     python training/pipeline.py training/configs/pipeline/nomic-embed-text-v1.5.yaml \\
         --launcher "torchrun --nproc_per_node 8"                  # GPUs; or --launcher "accelerate launch --config_file ..."
     python training/pipeline.py --reproduce nomic-embed-text      # re-run a published folder's recipe from its records
+    python training/pipeline.py training/configs/pipeline/nomic-embed-text-v1.5.yaml --plan --tokens_per_second 1e6
 
 Stages, each its own process (under the launcher for the training stages), each writing `<output_dir>/<stage>/`:
   1. mlm:       masked-language-model pretraining on the corpus's text (training/mlm.py)
@@ -16,11 +17,21 @@ Stages, each its own process (under the launcher for the training stages), each 
                 (evaluation/long_context.py), Hub tasks and GLUE when configured
   6. publish:   `publish_dir` with weights, code, tokenizer, prompts and a model card with the results (nomic-bert-publish)
 
+The stages read the corpus's datasets (`stage_data: corpus`, the CPU default) or the datasets their own configs name
+(`stage_data: configs`: the published recipes, on Nomic's data from the Hub or a `data_mirror`); in the second case a
+fine-tuning dataset that carries mined negatives is used as it is, and only the others are mined.
+
+`--plan` resolves every dataset (splits, rows, columns, revision) and every training stage's steps, tokens, global
+batch and checkpoint size, prints them (with `--tokens_per_second`, the wall time too) and trains nothing; missing
+datasets, splits or columns fail there.
+
 A stage whose `final/` exists is finished and skipped (list it in `--rerun` to redo it); an interrupted one resumes from
 its last checkpoint. Every stage's `final/` and the published folder get `provenance.json`: code and library versions,
-the corpus's file hashes, the pipeline config with its seed and the resolved config of every stage.
+the data read (the corpus's file hashes, or each dataset's split, rows and revision), the pipeline config with its seed
+and the resolved config of every stage.
 """
 
+import importlib.util
 import json
 import logging
 from dataclasses import asdict, dataclass, field
@@ -28,9 +39,21 @@ from pathlib import Path
 
 import yaml
 
+from nomic_bert_hf import NomicBertConfig
 from nomic_bert_hf.configs import parse_config, save_config
 from nomic_bert_hf.corpus import Corpus
 from nomic_bert_hf.embedder_folder import weights_digest
+from nomic_bert_hf.hub_data import inspect_split
+from nomic_bert_hf.pair_data import parse_sources, task_prefixes
+from nomic_bert_hf.plan import (
+    carried_negatives,
+    contrastive_plan,
+    encoder_parameters,
+    launcher_processes,
+    mlm_plan,
+    render_plan,
+)
+from nomic_bert_hf.provenance import write_json
 from nomic_bert_hf.evaluation.results import (
     category_rows,
     find_runs,
@@ -47,12 +70,15 @@ from nomic_bert_hf.pipeline import (
     record_provenance,
     resume_arguments,
     run_stage,
+    stage_datasets,
 )
 from nomic_bert_hf.publish import main as publish
 from nomic_bert_hf.runs import FINAL_DIR
 
 logger = logging.getLogger("pipeline")
 STAGES = ("mlm", "pretrain", "mine", "finetune", "evaluate", "publish")
+STAGE_DATA = ("corpus", "configs")
+SCRIPTS = Path(__file__).resolve().parent
 
 
 @dataclass
@@ -61,6 +87,10 @@ class PipelineConfig:
     publish_dir: str = field(default="nomic-embed-text", metadata={"help": "The publishable model folder"})
     repo_id: str = field(default="nomic-bert-hf/nomic-embed-text", metadata={"help": "Hub id named in the card"})
     corpus: str | None = field(default=None, metadata={"help": "Corpus folder (default: training/data/default)"})
+    stage_data: str = field(default="corpus", metadata={
+        "help": "corpus: the stages train on the corpus; configs: on the datasets their configs name"})
+    data_mirror: str | None = field(default=None, metadata={
+        "help": "Folder with a copy of every Hub dataset at <data_mirror>/<org>/<name>, for every stage"})
     seed: int = field(default=42, metadata={"help": "Seed of every stage"})
     launcher: str = field(default="", metadata={"help": 'e.g. "torchrun --nproc_per_node 8" for the training stages'})
     mlm_config: str = "training/configs/mlm/cpu-small.yaml"
@@ -84,10 +114,15 @@ class PipelineConfig:
     rerun: list[str] = field(default_factory=list, metadata={"help": f"Finished stages to redo: {', '.join(STAGES)}"})
     stop_after: str | None = field(default=None, metadata={"help": "Last stage to run"})
     reproduce: str | None = field(default=None, metadata={"help": "A published folder whose recipe to run again"})
+    plan: bool = field(default=False, metadata={"help": "Resolve the data and print each stage's cost; train nothing"})
+    tokens_per_second: float | None = field(default=None, metadata={
+        "help": "Training throughput of the launcher's processes together, for the plan's wall times"})
 
     def __post_init__(self):
         if isinstance(self.finetune_tasks, str):
             self.finetune_tasks = json.loads(self.finetune_tasks)
+        if self.stage_data not in STAGE_DATA:
+            raise ValueError(f"stage_data {self.stage_data!r}: choose one of {', '.join(STAGE_DATA)}")
         unknown = sorted(set(self.rerun + [self.stop_after or "mlm"]) - set(STAGES))
         if unknown:
             raise ValueError(f"unknown stages {unknown}; the stages are {', '.join(STAGES)}")
@@ -107,6 +142,73 @@ def reproduction_config(published: Path) -> PipelineConfig:
         path.write_text(yaml.safe_dump(recipe_config(stage_config), sort_keys=True))
         recorded[f"{stage}_config"] = str(path)
     return PipelineConfig(**recorded)
+
+
+def load_script(name: str):
+    """A stage script of this folder as a module (for its argument dataclasses)."""
+    spec = importlib.util.spec_from_file_location(f"{name}_script", SCRIPTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def finetune_sources(config: PipelineConfig, corpus: Corpus | None, root: Path) -> tuple[dict, list]:
+    """The fine-tuning datasets, and those to mine first as (name, source spec, sample size or None).
+
+    From the corpus: its stage-3 datasets, plus a sample of each stage-2 dataset, all mined. From the config: its
+    datasets, where only those without mined negatives (when the stage samples any) are mined, into files that then
+    replace them."""
+    datasets, to_mine = {}, []
+    if corpus is not None:
+        sources = [(name, spec, None) for name, spec in pair_datasets(corpus, 3).items()]
+        if config.finetune_sample:
+            sources += [(name, spec, config.finetune_sample) for name, spec in pair_datasets(corpus, 2).items()]
+        for name, spec, sample in sources:
+            spec = {**spec, "task": config.finetune_tasks.get(name, spec["task"]), "prompts": corpus.prompts(name)}
+            to_mine.append((name, spec, sample))
+    else:
+        stage_config = yaml.safe_load(Path(config.finetune_config).read_text())
+        datasets = dict(stage_config["train_datasets"])
+        if stage_config.get("num_negatives", 0):
+            for source in parse_sources(datasets, mirror=config.data_mirror):
+                split = inspect_split(source.path, source.split, source.subset, source.revision, source.mirror)
+                if carried_negatives(source, split.features) is None:
+                    query_prompt, document_prompt = task_prefixes(source.task)
+                    prompts = {"query": query_prompt, "document": document_prompt}
+                    to_mine.append((source.name, {**datasets[source.name], "prompts": prompts}, None))
+    for name, spec, _ in to_mine:
+        datasets[name] = {"path": str(root / "mine" / f"{name}.jsonl.gz"), "task": spec.get("task", "search")}
+    return datasets, to_mine
+
+
+def data_manifest(corpus: Corpus | None, root: Path, stage_dirs: dict[str, Path]) -> Path:
+    """The data section of the model card: the corpus's manifest, or the datasets each stage read."""
+    if corpus is not None:
+        return corpus.root / "manifest.json"
+    path = root / "data_manifest.json"
+    write_json(path, stage_datasets({stage: folder / FINAL_DIR for stage, folder in stage_dirs.items()}))
+    return path
+
+
+def plan(config: PipelineConfig, stage_arguments: dict[str, list], to_mine: list) -> str:
+    """Every training stage's plan (see nomic_bert_hf.plan), resolved with the arguments the stage would get; the
+    datasets still to be mined are planned as they are before mining (their samples' sizes as row limits)."""
+    processes = launcher_processes(config.launcher)
+    cpu_safe = ["--bf16", "false"]  # parsing the GPU recipes' mixed precision needs no GPU for a plan
+    mlm, contrastive = load_script("mlm"), load_script("contrastive")
+    model_args, data_args, training_args = parse_config(
+        (mlm.ModelArguments, mlm.DataArguments, mlm.RunTrainingArguments), [*stage_arguments["mlm"], *cpu_safe])
+    parameters = encoder_parameters(NomicBertConfig(**model_args.config_overrides()))
+    plans = [mlm_plan(model_args, data_args, training_args, processes, parameters)]
+    unmined = {name: {key: value for key, value in spec.items() if key != "prompts"} for name, spec, _ in to_mine}
+    for stage, extra, limits in (("pretrain", [], None),
+                                 ("finetune", ["--train_datasets", json.dumps(unmined)] if to_mine else [],
+                                  {name: sample for name, _, sample in to_mine})):
+        parsed = parse_config((contrastive.ModelArguments, contrastive.DataArguments, contrastive.LossArguments,
+                               contrastive.SentenceTransformerTrainingArguments),
+                              [*stage_arguments[stage], *extra, *cpu_safe])
+        plans.append(contrastive_plan(stage, *parsed, processes=processes, parameters=parameters, row_limits=limits))
+    return render_plan(plans, config.tokens_per_second)
 
 
 def main(args=None):
@@ -130,54 +232,58 @@ def main(args=None):
     def finish(stage: str) -> None:
         record_provenance(stage_dirs[stage] / FINAL_DIR, provenance(asdict(config), corpus, stage_dirs))
 
-    # 1. Check the corpus against its manifest and record the pipeline's settings
-    corpus = Corpus.load(config.corpus)
+    # 1. The data: the corpus (checked against its manifest), or the datasets the stage configs name
+    corpus = Corpus.load(config.corpus) if config.stage_data == "corpus" else None
+    mirror = ["--data_mirror", config.data_mirror] if config.data_mirror else []
+    finetune_datasets, to_mine = finetune_sources(config, corpus, root)
+    stage_arguments = {
+        "mlm": [config.mlm_config, "--output_dir", stage_dirs["mlm"], *mirror,
+                *(["--train_data", *corpus.data_files("mlm")["train"]] if corpus else [])],
+        "pretrain": [config.pretrain_config, "--model_name_or_path", stage_dirs["mlm"] / FINAL_DIR,
+                     "--output_dir", stage_dirs["pretrain"], *mirror,
+                     *(["--train_datasets", json.dumps(pair_datasets(corpus, 2))] if corpus else [])],
+        "finetune": [config.finetune_config, "--model_name_or_path", stage_dirs["pretrain"] / FINAL_DIR,
+                     "--output_dir", stage_dirs["finetune"], *mirror,
+                     *(["--train_datasets", json.dumps(finetune_datasets)] if to_mine else [])],
+    }
+    if config.plan:
+        stage_arguments = {stage: [str(a) for a in arguments + getattr(config, f"{stage}_args")]
+                           for stage, arguments in stage_arguments.items()}
+        table = plan(config, stage_arguments, to_mine)
+        print(f"\nPlan of {config.output_dir} ({config.launcher or 'one process'}):\n\n{table}\n")
+        return table
     save_config(root, config)
 
-    # 2. MLM pretraining on the corpus's text
+    # 2. MLM pretraining on the corpus's text or the configured (possibly pre-tokenized) data
     if should_run("mlm", is_finished(stage_dirs["mlm"])):
-        run_stage("training/mlm.py", [
-            config.mlm_config, "--output_dir", stage_dirs["mlm"], "--train_data", *corpus.data_files("mlm")["train"],
-            *training_flags("mlm"),
-        ], config.launcher)
+        run_stage("training/mlm.py", [*stage_arguments["mlm"], *training_flags("mlm")], config.launcher)
         finish("mlm")
 
-    # 3. Weakly supervised contrastive pretraining: one source per batch, each source's task prefix
+    # 3. Weakly supervised contrastive pretraining: one source per global batch, each source's task prefix
     if should_run("pretrain", is_finished(stage_dirs["pretrain"])):
-        run_stage("training/contrastive.py", [
-            config.pretrain_config, "--model_name_or_path", stage_dirs["mlm"] / FINAL_DIR,
-            "--output_dir", stage_dirs["pretrain"], "--train_datasets", json.dumps(pair_datasets(corpus, 2)),
-            *training_flags("pretrain"),
-        ], config.launcher)
+        run_stage("training/contrastive.py", [*stage_arguments["pretrain"], *training_flags("pretrain")],
+                  config.launcher)
         finish("pretrain")
 
-    # 4. Mine hard negatives (with the stage-2 model unless configured): for the stage-3 datasets, and for a sample of each stage-2 dataset
-    #    (Nomic's fine-tuning mixes many sources; the corpus's stage-3 sets alone are too narrow and pull the model
-    #    away from the other families). One file per dataset.
-    finetune_datasets = {}
-    sources = [(name, spec, None) for name, spec in pair_datasets(corpus, 3).items()]
-    if config.finetune_sample:
-        sources += [(name, spec, config.finetune_sample) for name, spec in pair_datasets(corpus, 2).items()]
-    for name, spec, sample in sources:
+    # 4. Mine hard negatives (with the stage-2 model unless configured) for the fine-tuning datasets that carry none:
+    #    from the corpus, its stage-3 datasets and a sample of each stage-2 dataset (Nomic's fine-tuning mixes many
+    #    sources; the corpus's stage-3 sets alone are too narrow). One file per dataset.
+    for name, spec, sample in to_mine:
         mined = root / "mine" / f"{name}.jsonl.gz"
-        finetune_datasets[name] = {"path": str(mined), "task": config.finetune_tasks.get(name, spec["task"])}
         if should_run("mine", mined.exists()):
-            prompts = corpus.prompts(name)
+            prompts = spec["prompts"]
             run_stage("training/mine_negatives.py", [
                 config.mine_config, "--model_name_or_path", config.mining_model or stage_dirs["pretrain"] / FINAL_DIR,
-                "--dataset",
-                spec["path"], "--output_file", mined, "--query_prompt", prompts["query"], "--document_prompt",
-                prompts["document"], "--trust_remote_code", "true", "--overwrite", "true", "--seed", config.seed,
+                "--dataset", spec["path"], "--split", spec.get("split", "train"), *mirror, "--output_file", mined,
+                "--query_prompt", prompts["query"], "--document_prompt", prompts["document"],
+                "--trust_remote_code", "true", "--overwrite", "true", "--seed", config.seed,
                 *(["--max_rows", sample] if sample else []), *config.mine_args,
             ])
 
-    # 5. Fine-tuning with the mined negatives
+    # 5. Fine-tuning with the mined (or released) negatives
     if should_run("finetune", is_finished(stage_dirs["finetune"])):
-        run_stage("training/contrastive.py", [
-            config.finetune_config, "--model_name_or_path", stage_dirs["pretrain"] / FINAL_DIR,
-            "--output_dir", stage_dirs["finetune"], "--train_datasets", json.dumps(finetune_datasets),
-            *training_flags("finetune"),
-        ], config.launcher)
+        run_stage("training/contrastive.py", [*stage_arguments["finetune"], *training_flags("finetune")],
+                  config.launcher)
         finish("finetune")
     model = stage_dirs["finetune"] / FINAL_DIR
     results_dir = root / "evaluate"
@@ -203,7 +309,7 @@ def main(args=None):
         glue_results = root / "glue" / "results" / "results.json"
         publish([
             str(model), "--repo-id", config.repo_id, "--output-dir", str(publish_dir), "--results", str(results_dir),
-            "--data-manifest", str(corpus.root / "manifest.json"), "--dry-run",
+            "--data-manifest", str(data_manifest(corpus, root, stage_dirs)), "--dry-run",
             *(["--glue-results", str(glue_results)] if glue_results.is_file() else []),
             *(["--overwrite"] if "publish" in config.rerun else []),
         ])

@@ -18,7 +18,7 @@ from torch import nn
 from transformers.utils import cached_file
 
 from .embedder import PROMPTS, build_embedder, freeze_matryoshka_norm
-from .pair_data import TASK_PROMPTS
+from .pair_data import task_prefixes
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ def retrieval_evaluator(
     relevant = {}
     for query, document in zip(queries, documents):
         relevant.setdefault(query_ids[query], set()).add(document_ids[document])
-    query_prompt, document_prompt = (PROMPTS[prompt_name] for prompt_name in TASK_PROMPTS[task])
+    query_prompt, document_prompt = task_prefixes(task)
     return InformationRetrievalEvaluator(
         queries={query_id: text for text, query_id in query_ids.items()},
         corpus={document_id: text for text, document_id in document_ids.items()},

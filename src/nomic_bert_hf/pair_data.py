@@ -70,10 +70,16 @@ def pair_columns(num_negatives: int = 0) -> list[str]:
     return ["query", "document", *(f"negative_{j}" for j in range(1, num_negatives + 1))]
 
 
+def task_prefixes(task: str) -> tuple[str, str]:
+    """The (query, document) prefixes of a task, e.g. ("search_query: ", "search_document: ") for search."""
+    query_prompt, document_prompt = (PROMPTS[name] for name in TASK_PROMPTS[task])
+    return query_prompt, document_prompt
+
+
 def source_prompts(task: str, columns: list[str]) -> dict[str, str]:
     """The prompt of each training column: the first (query) column gets the task's query prefix, the others (the
     document and its negatives) the document prefix."""
-    query_prompt, document_prompt = (PROMPTS[name] for name in TASK_PROMPTS[task])
+    query_prompt, document_prompt = task_prefixes(task)
     return {column: query_prompt if position == 0 else document_prompt for position, column in enumerate(columns)}
 
 

@@ -20,7 +20,7 @@ from .corpus import Corpus
 from .embedder import PROMPTS
 from .embedder_folder import weights_digest
 from .provenance import PROVENANCE_FILE, environment, write_json
-from .runs import FINAL_DIR
+from .runs import DATASETS_FILE, FINAL_DIR
 
 logger = logging.getLogger(__name__)
 
@@ -83,19 +83,28 @@ def recipe_config(config: dict) -> dict:
     return {key: value for key, value in config.items() if key not in RUN_KEYS}
 
 
-def provenance(pipeline_config: dict, corpus: Corpus, stage_dirs: dict[str, Path]) -> dict:
-    """Everything needed to reproduce the run: code and library versions, the corpus manifest and its file hashes,
-    the pipeline config (with its seed) and the resolved config of every finished stage."""
+def provenance(pipeline_config: dict, corpus: Corpus | None, stage_dirs: dict[str, Path]) -> dict:
+    """Everything needed to reproduce the run: code and library versions, the data (the corpus manifest and its file
+    hashes, and the datasets each finished stage read, with their revisions), the pipeline config (with its seed) and
+    the resolved config of every finished stage."""
+    finished = {name: path / FINAL_DIR for name, path in stage_dirs.items() if is_finished(path)}
     return {
         "environment": environment(ROOT),
-        "corpus": {
+        "corpus": None if corpus is None else {
             "root": str(corpus.root),
             "name": corpus.manifest.get("name"),
             "files": {path: record["sha256"] for path, record in sorted(corpus.manifest["files"].items())},
         },
+        "datasets": stage_datasets(finished),
         "pipeline": pipeline_config,
-        "stages": {name: recorded_config(path / FINAL_DIR) for name, path in stage_dirs.items() if is_finished(path)},
+        "stages": {name: recorded_config(final) for name, final in finished.items()},
     }
+
+
+def stage_datasets(finals: dict[str, Path]) -> dict[str, dict]:
+    """The datasets each stage recorded reading (`datasets.json` in its final folder), by stage."""
+    return {name: json.loads((final / DATASETS_FILE).read_text())
+            for name, final in finals.items() if (final / DATASETS_FILE).is_file()}
 
 
 def record_provenance(folder: Path, record: dict) -> None:

@@ -6,6 +6,7 @@ import importlib.util
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,12 +16,14 @@ import pytest
 import torch
 import yaml
 from contrastive_data import one_thread  # noqa: F401 (an autouse fixture)
+from huggingface_hub._local_folder import write_download_metadata
 from hub_copies import CONFIGS, PRETOKENIZED, SUPERVISED, UNSUPERVISED, config_splits
 from safetensors.torch import load_file
 from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
 from transformers import PreTrainedTokenizerBase, TrainerCallback
 
 from nomic_bert_hf.embedder import PROMPTS
+from nomic_bert_hf.hub_data import inspect_split
 from nomic_bert_hf.mlm_data import check_packed
 from nomic_bert_hf.pair_data import PairSource, load_pairs
 
@@ -52,7 +55,7 @@ def test_published_recipes_name_every_released_split_and_no_placeholder():
         assert {entry["path"] for entry in supervised["train_datasets"].values()} == {SUPERVISED}
     assert yaml.safe_load((CONFIGS / "mlm" / "nomic-bert-2048.yaml").read_text())["train_data"] == [PRETOKENIZED]
     tracked = subprocess.run(["git", "-C", str(ROOT), "ls-files"], capture_output=True, text=True).stdout.split()
-    placeholders = [path for path in tracked if path.endswith((".py", ".yaml", ".md"))
+    placeholders = [path for path in tracked if path.endswith((".py", ".yaml", ".md")) and path != "tests/test_nomic_data.py"
                     and "my-org/" in (ROOT / path).read_text(errors="replace")]
     assert placeholders == []
 
@@ -184,8 +187,8 @@ def published_pipeline(tmp_path, mirror, **changes) -> Path:
                   "--preprocessing_num_workers", "1"],
         pretrain_args=[*contrastive, "--max_steps", "4"],
         finetune_args=[*contrastive, "--matryoshka_dims", "32", "16", "--max_steps", "2"],
-        **changes,
     )
+    config.update(changes)
     path = tmp_path / "pipeline.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
@@ -228,11 +231,30 @@ def test_plan_reports_the_released_data_and_each_stage(nomic_mirror, tmp_path):
     ({"split": "reddit_titles"}, "has no split 'reddit_titles'; its splits are"),
     ({"query_column": "title"}, r"has no column \['title'\]"),
     ({"path": "nomic-ai/nomic-embed-unsupervised-datas"}, "the mirror .* has no copy of it"),
+    ({}, r"dataset '\w+' .* has 200 rows, fewer than one global batch of 256"),
 ])
-def test_plan_names_a_missing_split_column_or_dataset(nomic_mirror, tmp_path, change, message):
+def test_plan_names_a_missing_split_column_dataset_or_rows(nomic_mirror, tmp_path, change, message):
     stage = yaml.safe_load(UNSUPERVISED_CONFIG.read_text())
     stage["train_datasets"]["reddit_title_body"].update(change)
     (tmp_path / "pretrain.yaml").write_text(yaml.safe_dump(stage))
-    config = published_pipeline(tmp_path, nomic_mirror, pretrain_config=str(tmp_path / "pretrain.yaml"))
+    larger_batch = {} if change else {"pretrain_args": [*TINY_CONTRASTIVE, "--per_device_train_batch_size", "256"]}
+    config = published_pipeline(tmp_path, nomic_mirror, pretrain_config=str(tmp_path / "pretrain.yaml"), **larger_batch)
     result = run_pipeline(config, "--plan", "true")
     assert result.returncode != 0 and re.search(message, result.stderr), result.stderr[-2000:]
+
+
+def test_a_copy_records_its_commit_and_must_match_a_pinned_revision(nomic_mirror, tmp_path):
+    copy = tmp_path / SUPERVISED
+    shutil.copytree(nomic_mirror / SUPERVISED, copy)
+    digest = inspect_split(SUPERVISED, "fever_hn_mine", mirror=str(tmp_path)).revision
+    assert digest.startswith("sha256:")
+    (copy / "data" / "fever_hn_mine-00000-of-00002.parquet").write_bytes(b"changed")
+    assert inspect_split(SUPERVISED, "reddit_triples", mirror=str(tmp_path)).revision != digest
+    shutil.rmtree(copy)
+    shutil.copytree(nomic_mirror / SUPERVISED, copy)
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    for file in [file for file in copy.rglob("*") if file.is_file()]:  # as `huggingface-cli download --local-dir`
+        write_download_metadata(copy, str(file.relative_to(copy)), commit_hash=commit, etag="x")
+    assert inspect_split(SUPERVISED, "fever_hn_mine", revision=commit[:7], mirror=str(tmp_path)).revision == commit
+    with pytest.raises(ValueError, match=f"is a copy of commit {commit}, not of the pinned revision v2"):
+        inspect_split(SUPERVISED, "fever_hn_mine", revision="v2", mirror=str(tmp_path))

@@ -116,12 +116,18 @@ def _read_features(builder: str, file: str) -> datasets.Features:
 
 
 def _revision(read_from: str, revision: str | None) -> str:
+    """The commit read; for a local copy of a pinned revision, the copy must have been downloaded at that commit."""
     if is_hub_id(read_from):
         from huggingface_hub import HfApi
 
         return HfApi().dataset_info(read_from, revision=revision).sha
     folder = Path(read_from).expanduser()
     recorded = _downloaded_commit(folder) if folder.is_dir() else None
+    if revision is not None and recorded is None:
+        logger.warning(f"{read_from}: the copy does not record its commit, so the pinned revision {revision} is not "
+                       "checked (download it with `huggingface-cli download --local-dir` to record it)")
+    if revision is not None and recorded is not None and not recorded.startswith(revision):
+        raise ValueError(f"{read_from} is a copy of commit {recorded}, not of the pinned revision {revision}")
     return recorded or f"sha256:{local_digest(folder)}"
 
 

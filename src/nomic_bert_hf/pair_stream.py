@@ -21,6 +21,7 @@ most one shuffle window is read again.
 """
 
 import logging
+import os
 import random
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -103,7 +104,9 @@ class SingleSourceStream:
 
     def _generate(self, slots: list[int], start_step: int) -> Iterator[dict]:
         for slot in slots:
-            yield from self._slot_rows(*divmod(slot, self.workers), start_step)
+            rank, worker = divmod(slot, self.workers)
+            _check_reader(rank, worker, self.workers)
+            yield from self._slot_rows(rank, worker, start_step)
 
     def _slot_rows(self, rank: int, worker: int, start_step: int) -> Iterator[dict]:
         rows_per_step = self.batch_size * self.batches_per_step
@@ -157,6 +160,19 @@ class SingleSourceStream:
         out = {"query": row[source.query_column], "document": row[source.document_column], "dataset_name": source.name}
         if self.num_negatives:
             rng = random.Random(f"{self.seed}:{source.name}:{rank}:{position}")
-            chosen = sample_negatives(row[source.negatives_column], self.num_negatives, rng, source.name)
+            chosen = sample_negatives(row[source.negatives_column], self.num_negatives, rng, source.name,
+                                      row=f"{position} of process {rank}")
             out.update({f"negative_{j}": text for j, text in enumerate(chosen, start=1)})
         return out
+
+
+def _check_reader(rank: int, worker: int, workers: int) -> None:
+    """Refuse a shard dealt to another process or worker than the one it was cut for (it would mix sources)."""
+    info = torch.utils.data.get_worker_info()
+    actual = (int(os.environ.get("RANK", "0")), info.id if info else 0, info.num_workers if info else 1)
+    if actual != (rank, worker, workers):
+        raise RuntimeError(
+            f"the stream's shard for process {rank}, worker {worker} of {workers} is read by process {actual[0]}, "
+            f"worker {actual[1]} of {actual[2]}: build it with the run's world size and dataloader_num_workers, and "
+            "let accelerate shard it (dispatch_batches off)"
+        )

@@ -151,7 +151,7 @@ def main():
                      f"{result['pairs_per_second'] / baseline:.1f}x |")
     print("\n".join(lines))
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps({"settings": {key: str(value) for key, value in vars(args).items()},
+    args.output.write_text(json.dumps({"settings": {key: str(value) for key, value in vars(args).items() if key != "output"},
                                        "copy_bytes": size, "preparation_seconds": preparation,
                                        "baseline_pairs_per_second": baseline, "results": results}, indent=2) + "\n")
 

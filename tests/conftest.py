@@ -12,6 +12,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from transformers import TrainerCallback  # noqa: E402
 
 from nomic_bert_hf import NomicBertConfig, NomicBertForPreTraining, NomicBertModel  # noqa: E402
 from nomic_bert_hf.tokenization import bert_uncased_tokenizer, save_tokenizer  # noqa: E402
@@ -70,3 +71,23 @@ def nomic_mirror(tmp_path_factory, tokenizer):
     from hub_copies import build_mirror
 
     return build_mirror(tmp_path_factory.mktemp("mirror"), tokenizer)
+
+
+class InterruptAt(TrainerCallback):
+    """Crash a Trainer run when step `step` begins (after the checkpoints before it were saved), as a kill would."""
+
+    class Interrupted(Exception):
+        pass
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            raise self.Interrupted
+
+
+@pytest.fixture(scope="session")
+def interrupt_at():
+    """`interrupt_at(step)`: a callback that crashes the run there (`interrupt_at.Interrupted` is what it raises)."""
+    return InterruptAt

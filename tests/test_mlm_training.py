@@ -11,13 +11,15 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from transformers import AutoModelForMaskedLM, TrainerCallback
+from transformers import AutoModelForMaskedLM
 from transformers.trainer_pt_utils import safe_globals
 
 from nomic_bert_hf import NomicBertForPreTraining
 from nomic_bert_hf.checkpoints import load_strict
 from nomic_bert_hf.configs import parse_config
+from nomic_bert_hf.mlm_data import load_documents, pack_documents
 from nomic_bert_hf.runs import RunTrainingArguments, prepare_output_dir
+from nomic_bert_hf.tokenization import bert_uncased_tokenizer
 from mlm_fixtures import corpus_file, mlm_script, one_torch_thread, small_corpus_file  # noqa: F401  (pytest fixtures)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -91,26 +93,23 @@ def test_overwrite_output_dir_replaces_the_final_model(mlm_script, small_corpus_
     assert not [path for path in tmp_path.iterdir() if path.name.startswith(".")]  # no staging folders left
 
 
-class Interrupted(Exception):
-    pass
+@pytest.fixture(scope="module")
+def small_packed_file(small_corpus_file, tmp_path_factory):
+    """The small corpus tokenized and packed to the tiny config's 64 tokens, as a pre-tokenized parquet file."""
+    documents = load_documents([str(small_corpus_file)])
+    sequences, _ = pack_documents(documents, bert_uncased_tokenizer(), 64, seed=0)
+    path = tmp_path_factory.mktemp("packed") / "packed.parquet"
+    sequences.to_parquet(path)
+    return path
 
 
-class InterruptAt(TrainerCallback):
-    """Crash the run when step `step` begins (after the checkpoints before it were saved), as a kill would."""
-
-    def __init__(self, step):
-        self.step = step
-
-    def on_step_begin(self, args, state, control, **kwargs):
-        if state.global_step == self.step:
-            raise Interrupted
-
-
-def test_interrupted_and_resumed_run_ends_with_identical_weights(mlm_script, small_corpus_file, tmp_path):
+@pytest.mark.parametrize("corpus", ["small_corpus_file", "small_packed_file"])
+def test_interrupted_and_resumed_run_ends_with_identical_weights(mlm_script, corpus, tmp_path, interrupt_at, request):
+    small_corpus_file = request.getfixturevalue(corpus)  # text, or the same text pre-tokenized
     steps = ["--max_steps", "12", "--save_steps", "4", "--logging_steps", "2"]
     uninterrupted = run(mlm_script, small_corpus_file, tmp_path / "a", *steps)
-    with pytest.raises(Interrupted):
-        run(mlm_script, small_corpus_file, tmp_path / "b", *steps, callbacks=[InterruptAt(10)])
+    with pytest.raises(interrupt_at.Interrupted):
+        run(mlm_script, small_corpus_file, tmp_path / "b", *steps, callbacks=[interrupt_at(10)])
     checkpoint = tmp_path / "b" / "checkpoint-8"
     assert not (tmp_path / "b" / "final").exists()
     assert json.loads((checkpoint / "trainer_state.json").read_text())["epoch"] > 1  # resumed mid-way, epoch 2

@@ -20,7 +20,7 @@ from huggingface_hub._local_folder import write_download_metadata
 from hub_copies import CONFIGS, PRETOKENIZED, SUPERVISED, UNSUPERVISED, config_splits
 from safetensors.torch import load_file
 from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
-from transformers import PreTrainedTokenizerBase, TrainerCallback
+from transformers import PreTrainedTokenizerBase
 
 from nomic_bert_hf.embedder import PROMPTS
 from nomic_bert_hf.hub_data import inspect_split
@@ -123,26 +123,13 @@ def test_stage_2_streams_one_source_per_global_batch_on_two_processes(mlm_dir, n
     assert sorted(recorded) == sorted(config_splits(UNSUPERVISED_CONFIG.name))
 
 
-class Interrupted(Exception):
-    pass
-
-
-class InterruptAt(TrainerCallback):
-    def __init__(self, step):
-        self.step = step
-
-    def on_step_begin(self, args, state, control, **kwargs):
-        if state.global_step == self.step:
-            raise Interrupted
-
-
-def test_streamed_run_killed_and_resumed_ends_with_the_same_weights(mlm_dir, nomic_mirror, tmp_path):
+def test_streamed_run_killed_and_resumed_ends_with_the_same_weights(mlm_dir, nomic_mirror, tmp_path, interrupt_at):
     script = load_script("contrastive")
     args = [str(UNSUPERVISED_CONFIG), "--model_name_or_path", str(mlm_dir), "--data_mirror", str(nomic_mirror),
             *TINY_CONTRASTIVE, "--max_steps", "8", "--save_steps", "3", "--shuffle_window", "5"]
     uninterrupted = script.main([*args, "--output_dir", str(tmp_path / "a")])
-    with pytest.raises(Interrupted):
-        script.main([*args, "--output_dir", str(tmp_path / "b")], callbacks=[InterruptAt(5)])
+    with pytest.raises(interrupt_at.Interrupted):
+        script.main([*args, "--output_dir", str(tmp_path / "b")], callbacks=[interrupt_at(5)])
     assert not (tmp_path / "b" / "final").exists() and (tmp_path / "b" / "checkpoint-3").is_dir()
     resumed = script.main([*args, "--output_dir", str(tmp_path / "b"), "--resume_from_checkpoint", "true"])
     expected, actual = load_file(uninterrupted / "model.safetensors"), load_file(resumed / "model.safetensors")

@@ -26,6 +26,7 @@ from nomic_bert_hf.embedder import PROMPTS
 from nomic_bert_hf.hub_data import inspect_split
 from nomic_bert_hf.mlm_data import check_packed
 from nomic_bert_hf.pair_data import PairSource, load_pairs
+from nomic_bert_hf.pair_stream import SingleSourceStream, StreamSource, rank_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 UNSUPERVISED_CONFIG = CONFIGS / "contrastive" / "nomic-embed-text-v1-unsupervised.yaml"
@@ -131,6 +132,9 @@ def test_streamed_run_killed_and_resumed_ends_with_the_same_weights(mlm_dir, nom
     with pytest.raises(interrupt_at.Interrupted):
         script.main([*args, "--output_dir", str(tmp_path / "b")], callbacks=[interrupt_at(5)])
     assert not (tmp_path / "b" / "final").exists() and (tmp_path / "b" / "checkpoint-3").is_dir()
+    with pytest.raises(ValueError, match="per_device_train_batch_size changed since it started"):
+        script.main([*args, "--output_dir", str(tmp_path / "b"), "--resume_from_checkpoint", "true",
+                     "--per_device_train_batch_size", "2"])
     resumed = script.main([*args, "--output_dir", str(tmp_path / "b"), "--resume_from_checkpoint", "true"])
     expected, actual = load_file(uninterrupted / "model.safetensors"), load_file(resumed / "model.safetensors")
     assert expected.keys() == actual.keys() and all(torch.equal(expected[key], actual[key]) for key in expected)
@@ -245,3 +249,29 @@ def test_a_copy_records_its_commit_and_must_match_a_pinned_revision(nomic_mirror
     assert inspect_split(SUPERVISED, "fever_hn_mine", revision=commit[:7], mirror=str(tmp_path)).revision == commit
     with pytest.raises(ValueError, match=f"is a copy of commit {commit}, not of the pinned revision v2"):
         inspect_split(SUPERVISED, "fever_hn_mine", revision="v2", mirror=str(tmp_path))
+
+
+def test_stream_batches_do_not_depend_on_workers_and_resume_anywhere(nomic_mirror):
+    """Data-loader workers only share out the tokenizing: 0, 2 or 3 workers, from the start or from step 5, give the
+    same batches in the same order."""
+    splits = {name: inspect_split(SUPERVISED, name, mirror=str(nomic_mirror))
+              for name in ("fever_hn_mine", "reddit_triples", "nli_simcse_50negs_fixed")}
+
+    def batches(workers, start_step=0):
+        stream = SingleSourceStream(
+            [StreamSource(name, split, "query", "document", "negative", {}) for name, split in splits.items()],
+            batch_size=4, batches_per_step=2, num_workers=workers, seed=1, num_negatives=3, shuffle_window=16)
+        loader = torch.utils.data.DataLoader(stream.dataset(start_step), batch_size=4, num_workers=workers,
+                                             collate_fn=list)
+        return [[(row["dataset_name"], row["query"], row["negative_3"]) for row in batch] for batch in loader]
+
+    alone = batches(0)
+    assert len(alone) == 150 and batches(2) == alone and batches(3, start_step=5) == alone[10:]
+    assert all(len({row[0] for row in batch}) == 1 for batch in alone)
+
+
+def test_every_row_of_a_source_belongs_to_one_process(nomic_mirror):
+    split = inspect_split(UNSUPERVISED, "paq", mirror=str(nomic_mirror))
+    split.files, split.file_rows = split.files * 3, [70, 60, 70, 60, 70, 60]  # 6 files for 4 processes: 2 left over
+    per_process = [rank_rows(split, "paq", 0, 4, rank) for rank in range(4)]
+    assert sum(per_process) == sum(split.file_rows) and max(per_process) - min(per_process) <= 50

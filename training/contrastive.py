@@ -52,6 +52,7 @@ from nomic_bert_hf.runs import DATASETS_FILE, FINAL_DIR, prepare_output_dir, res
 from nomic_bert_hf.sampler import single_source_sampler
 
 logger = logging.getLogger(__name__)
+STREAM_LAYOUT = "stream.json"  # in output_dir: the data and batch layout of a streamed run, checked on resume
 
 
 @dataclass
@@ -162,6 +163,8 @@ def main(args=None, callbacks=None):
     if data_args.streaming:
         stream = build_stream(sources, splits, data_args, training_args)
         start_step = resumed_step(resume_from)
+        check_stream_layout(Path(training_args.output_dir), stream_layout(splits, data_args, training_args),
+                            resuming=resume_from is not None, writer=training_args.process_index == 0)
         training_args.max_steps = check_streaming_steps(training_args.max_steps, stream.steps)
         training_args.ignore_data_skip = True  # the stream itself starts at the resumed step
         training_args.accelerator_config.dispatch_batches = False  # each process reads its own shard
@@ -252,6 +255,32 @@ def build_stream(sources, splits, data_args, training_args) -> SingleSourceStrea
         num_workers=training_args.dataloader_num_workers, seed=training_args.seed,
         num_negatives=data_args.num_negatives, shuffle_window=data_args.shuffle_window,
     )
+
+
+def stream_layout(splits, data_args, training_args) -> dict:
+    """What decides which rows a streamed step reads: the data (revisions, rows per file) and the batch layout."""
+    return {
+        "datasets": {f"{split.path}:{split.split}": {"revision": split.revision, "file_rows": split.file_rows}
+                     for split in splits},
+        "world_size": training_args.world_size, "seed": training_args.seed,
+        "per_device_train_batch_size": training_args.per_device_train_batch_size,
+        "gradient_accumulation_steps": training_args.gradient_accumulation_steps,
+        "num_negatives": data_args.num_negatives, "shuffle_window": data_args.shuffle_window,
+    }
+
+
+def check_stream_layout(output_dir: Path, layout: dict, resuming: bool, writer: bool) -> None:
+    """A resumed stream must read the data it started on, laid out the same way, or it would repeat or skip rows."""
+    path = output_dir / STREAM_LAYOUT
+    if resuming and path.is_file():
+        recorded = json.loads(path.read_text())
+        changed = sorted(key for key in layout if recorded.get(key) != layout[key])
+        if changed:
+            raise ValueError(f"cannot resume the streamed run in {output_dir}: {', '.join(changed)} changed since it "
+                             f"started (recorded in {path}); resume with the same data and settings")
+    elif writer:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        write_json(path, layout)
 
 
 def check_streaming_steps(max_steps: int, scheduled: int) -> int:

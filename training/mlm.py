@@ -154,6 +154,8 @@ def main(args: list[str] | None = None, callbacks: list[TrainerCallback] | None 
             )
             logger.info("Corpus: %s", stats)
 
+    sources_read = datasets_read(data_args)  # recorded in final/ (resolved now: the Hub may be out of reach later)
+
     # 3. Mask: DataCollatorForLanguageModeling (80% [MASK], 10% random, 10% unchanged), masks seeded per sequence
     collator = MaskingCollator(tokenizer, mlm_probability=data_args.mlm_probability, seed=training_args.seed)
 
@@ -173,7 +175,7 @@ def main(args: list[str] | None = None, callbacks: list[TrainerCallback] | None 
 
     # 5. Save the final model (weights, code, tokenizer with vocab.txt, config.yaml) to {output_dir}/final/
     return save_final_model(trainer, tokenizer, *configs, overwrite=training_args.overwrite_output_dir,
-                            datasets_read=datasets_read(data_args))
+                            datasets_read=sources_read)
 
 
 def datasets_read(data_args: DataArguments) -> dict:

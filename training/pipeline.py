@@ -34,6 +34,7 @@ and the resolved config of every stage.
 import importlib.util
 import json
 import logging
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -128,6 +129,21 @@ class PipelineConfig:
             raise ValueError(f"unknown stages {unknown}; the stages are {', '.join(STAGES)}")
 
 
+def pin_revisions(stage_config: dict, datasets_read: dict) -> dict:
+    """A recorded stage config with each Hub dataset pinned to the commit the stage read (where one was resolved)."""
+    def commit(record: dict) -> str | None:
+        revision = record.get("revision") or ""
+        return revision if re.fullmatch(r"[0-9a-f]{40}", revision) else None
+
+    for name, entry in (stage_config.get("train_datasets") or {}).items():
+        if isinstance(entry, dict) and name in datasets_read and commit(datasets_read[name]):
+            entry["revision"] = commit(datasets_read[name])
+    commits = {commit(record) for record in datasets_read.values()} - {None}
+    if "train_data" in stage_config and len(commits) == 1:  # MLM: one data_revision for its Hub sources
+        stage_config["data_revision"] = commits.pop()
+    return stage_config
+
+
 def reproduction_config(published: Path) -> PipelineConfig:
     """The pipeline config recorded in a published folder, set to run its recorded stage configs again into
     `<output_dir>-reproduced` and `<published>-reproduced`."""
@@ -139,7 +155,8 @@ def reproduction_config(published: Path) -> PipelineConfig:
     config_dir.mkdir(parents=True, exist_ok=True)
     for stage, stage_config in record["stages"].items():
         path = config_dir / f"{stage}.yaml"
-        path.write_text(yaml.safe_dump(recipe_config(stage_config), sort_keys=True))
+        stage_config = pin_revisions(recipe_config(stage_config), record.get("datasets", {}).get(stage, {}))
+        path.write_text(yaml.safe_dump(stage_config, sort_keys=True))
         recorded[f"{stage}_config"] = str(path)
     return PipelineConfig(**recorded)
 
@@ -190,7 +207,7 @@ def data_manifest(corpus: Corpus | None, root: Path, stage_dirs: dict[str, Path]
     return path
 
 
-def plan(config: PipelineConfig, stage_arguments: dict[str, list], to_mine: list) -> str:
+def plan(config: PipelineConfig, stage_arguments: dict[str, list], finetune_datasets: dict, to_mine: list) -> str:
     """Every training stage's plan (see nomic_bert_hf.plan), resolved with the arguments the stage would get; the
     datasets still to be mined are planned as they are before mining (their samples' sizes as row limits)."""
     processes = launcher_processes(config.launcher)
@@ -202,7 +219,8 @@ def plan(config: PipelineConfig, stage_arguments: dict[str, list], to_mine: list
     plans = [mlm_plan(model_args, data_args, training_args, processes, parameters)]
     unmined = {name: {key: value for key, value in spec.items() if key != "prompts"} for name, spec, _ in to_mine}
     for stage, extra, limits in (("pretrain", [], None),
-                                 ("finetune", ["--train_datasets", json.dumps(unmined)] if to_mine else [],
+                                 ("finetune", ["--train_datasets", json.dumps({**finetune_datasets, **unmined})]
+                                  if to_mine else [],
                                   {name: sample for name, _, sample in to_mine})):
         parsed = parse_config((contrastive.ModelArguments, contrastive.DataArguments, contrastive.LossArguments,
                                contrastive.SentenceTransformerTrainingArguments),
@@ -216,7 +234,9 @@ def main(args=None):
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     published = Path(config.reproduce) if config.reproduce else None
     if published is not None:
+        plan_only, tokens_per_second = config.plan, config.tokens_per_second
         config = reproduction_config(published)
+        config.plan, config.tokens_per_second = plan_only, tokens_per_second
     root = Path(config.output_dir)
     stage_dirs = {stage: root / stage for stage in ("mlm", "pretrain", "finetune")}
     last = STAGES.index(config.stop_after) if config.stop_after else len(STAGES) - 1
@@ -249,7 +269,7 @@ def main(args=None):
     if config.plan:
         stage_arguments = {stage: [str(a) for a in arguments + getattr(config, f"{stage}_args")]
                            for stage, arguments in stage_arguments.items()}
-        table = plan(config, stage_arguments, to_mine)
+        table = plan(config, stage_arguments, finetune_datasets, to_mine)
         print(f"\nPlan of {config.output_dir} ({config.launcher or 'one process'}):\n\n{table}\n")
         return table
     save_config(root, config)

@@ -11,6 +11,7 @@ for a local copy, the commit `huggingface-cli download --local-dir` recorded, el
 import dataclasses
 import hashlib
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import datasets
@@ -70,10 +71,27 @@ class SplitInfo:
                 "revision": self.revision, "rows": self.rows, "files": len(self.files),
                 "columns": sorted(self.features)}
 
-    def stream(self, files: list[str] | None = None) -> datasets.IterableDataset:
-        """The split (or some of its files, in the given order) as a datasets stream, one shard per file."""
-        return datasets.load_dataset(self.builder, data_files=list(files if files is not None else self.files),
-                                     split="train", streaming=True, features=self.features)
+    def read(self, file: str, skip: int = 0) -> Iterator[dict]:
+        """The rows of one of the split's files from its `skip`-th on (parquet: whole row groups skipped unread).
+        Read directly rather than through a datasets stream, which inside a data-loader worker would deal its files
+        out among the workers."""
+        if self.builder != "parquet":
+            rows = datasets.load_dataset(self.builder, data_files=[file], split="train", features=self.features)
+            yield from rows.select(range(skip, len(rows)))
+            return
+        with fsspec.open(file, "rb") as handle:
+            parquet = pq.ParquetFile(handle)
+            groups = []
+            for group in range(parquet.num_row_groups):
+                rows = parquet.metadata.row_group(group).num_rows
+                if skip >= rows and not groups:
+                    skip -= rows
+                else:
+                    groups.append(group)
+            for batch in parquet.iter_batches(batch_size=1024, row_groups=groups) if groups else ():
+                rows = batch.to_pylist()
+                yield from rows[skip:]
+                skip = max(0, skip - len(rows))
 
 
 def inspect_split(path: str, split: str = "train", subset: str | None = None, revision: str | None = None,
@@ -119,8 +137,13 @@ def _revision(read_from: str, revision: str | None) -> str:
     """The commit read; for a local copy of a pinned revision, the copy must have been downloaded at that commit."""
     if is_hub_id(read_from):
         from huggingface_hub import HfApi
+        from huggingface_hub.errors import OfflineModeIsEnabled
 
-        return HfApi().dataset_info(read_from, revision=revision).sha
+        try:
+            return HfApi().dataset_info(read_from, revision=revision).sha
+        except OfflineModeIsEnabled:  # reading from the local cache: the commit cannot be asked for
+            logger.warning(f"dataset {read_from}: offline, so the commit read is not resolved")
+            return f"{revision or 'main'} (unresolved: offline)"
     folder = Path(read_from).expanduser()
     recorded = _downloaded_commit(folder) if folder.is_dir() else None
     if revision is not None and recorded is None:

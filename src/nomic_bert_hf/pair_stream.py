@@ -9,12 +9,14 @@ map-style `SingleSourceBatchSampler`) lists the source of every optimizer step, 
 global batches its rows still fill. Every process knows that list, so all processes and all accumulation steps of one
 optimizer step read the same source without talking to each other.
 
-Sharding: a source's files are shuffled (seeded) and dealt to the processes (rank r reads files r, r + R, ...); a
-source with fewer files than processes is read whole by every process, each keeping every R-th row. The rows of a
-process are shuffled within windows of `shuffle_window` rows. Its micro-batches go to its data-loader workers in
-turn (torch's DataLoader takes batch i from worker i mod W), so worker w tokenizes only batches w, w + W, ... (it
-reads past the others' rows without keeping them). Each source fills `min over processes (rows // rows per process
-and step)` steps; the rows past that are left out and logged.
+Sharding: a source's files are shuffled (seeded) and dealt whole to the processes as far as they go round evenly
+(rank r reads files r, r + R, ...); the few left over are read by every process, each keeping every R-th row. A
+process's rows are shuffled within windows of `shuffle_window` rows. Its micro-batches go to its data-loader workers
+in turn (torch's DataLoader takes batch i from worker i mod W), so worker w prepares and tokenizes only batches
+w, w + W, ...; every worker reads its process's files (read past the others' rows), so reads grow with W while the
+tokenizing, the costly part, is split. Files are read directly (pyarrow for parquet, over fsspec, `hf://` for the
+Hub). Each source fills `min over processes (rows // rows per process and step)` steps; the rows past that are left
+out and logged.
 
 Resuming at step k: every reader starts where step k begins: whole files are skipped by their row counts, and at
 most one shuffle window is read again.
@@ -63,8 +65,8 @@ class SingleSourceStream:
         self.seed, self.num_negatives, self.shuffle_window = seed, num_negatives, shuffle_window
         rows_per_step = batch_size * batches_per_step
         self.blocks = []
-        for index, source in enumerate(self.sources):
-            rows = [self._rank_rows(index, rank) for rank in range(world_size)]
+        for source in self.sources:
+            rows = [rank_rows(source.split, source.name, seed, world_size, rank) for rank in range(world_size)]
             blocks = min(rows) // rows_per_step
             if blocks == 0:
                 raise ValueError(
@@ -121,38 +123,21 @@ class SingleSourceStream:
                 if len(rows) < self.batch_size:
                     raise RuntimeError(f"dataset {self.sources[index].name!r} ended before its scheduled steps")
                 batch = (step - start_step) * self.batches_per_step + accumulation
-                if batch % self.workers == worker:
-                    yield from rows
+                if batch % self.workers == worker:  # the others' rows are read past, not prepared
+                    yield from (self._training_row(self.sources[index], row, rank, position)
+                                for position, row in rows)
 
-    def _rank_files(self, index: int, rank: int) -> tuple[list[str], list[int], int, int]:
-        """Files a process reads for a source, their rows, and which of every `stride` rows it keeps (`offset`)."""
-        split = self.sources[index].split
-        order = list(range(len(split.files)))
-        random.Random(f"{self.seed}:{self.sources[index].name}:files").shuffle(order)
-        if len(order) >= self.world_size:
-            mine = order[rank::self.world_size]
-            return [split.files[i] for i in mine], [split.file_rows[i] for i in mine], 1, 0
-        return [split.files[i] for i in order], [split.file_rows[i] for i in order], self.world_size, rank
-
-    def _rank_rows(self, index: int, rank: int) -> int:
-        _, rows, stride, offset = self._rank_files(index, rank)
-        return max(0, sum(rows) - offset + stride - 1) // stride
-
-    def _rank_reader(self, index: int, rank: int, start: int) -> Iterator[dict]:
-        """The process's rows of a source from its `start`-th row on, as training rows."""
+    def _rank_reader(self, index: int, rank: int, start: int) -> Iterator[tuple[int, dict]]:
+        """The process's rows of a source from its `start`-th row on, with their positions, shuffled per window."""
         source = self.sources[index]
-        files, rows, stride, offset = self._rank_files(index, rank)
         window = start // self.shuffle_window
-        skip = window * self.shuffle_window * stride  # rows of the files before the first window to read
-        while files and rows[0] <= skip:
-            skip -= rows.pop(0)
-            files.pop(0)
-        raw = islice(source.split.stream(files).skip(skip), offset, None, stride) if files else iter(())
+        raw = _rank_raw_rows(source.split, rank_segments(source.split, source.name, self.seed, self.world_size, rank),
+                             window * self.shuffle_window)
         position, first = start, start - window * self.shuffle_window
         while chunk := list(islice(raw, self.shuffle_window)):
             random.Random(f"{self.seed}:{source.name}:{rank}:{window}").shuffle(chunk)
             for row in chunk[first:]:
-                yield self._training_row(source, row, rank, position)
+                yield position, row
                 position += 1
             first, window = 0, window + 1
 
@@ -176,3 +161,45 @@ def _check_reader(rank: int, worker: int, workers: int) -> None:
             f"worker {actual[1]} of {actual[2]}: build it with the run's world size and dataloader_num_workers, and "
             "let accelerate shard it (dispatch_batches off)"
         )
+
+
+def rank_segments(split: SplitInfo, name: str, seed: int, world_size: int, rank: int) -> list[tuple]:
+    """What a process reads of a source, as (files, their rows, stride, offset) segments, keeping of each segment's
+    rows those at `offset`, `offset + stride`, ...: the source's files in a seeded order, dealt whole to the processes
+    as far as they go round evenly; the files left over, read by every process, each keeping every R-th row."""
+    order = list(range(len(split.files)))
+    random.Random(f"{seed}:{name}:files").shuffle(order)
+    dealt = len(order) - len(order) % world_size
+    segments = [(order[rank:dealt:world_size], 1, 0), (order[dealt:], world_size, rank)]
+    return [([split.files[i] for i in files], [split.file_rows[i] for i in files], stride, offset)
+            for files, stride, offset in segments if files]
+
+
+def rank_rows(split: SplitInfo, name: str, seed: int, world_size: int, rank: int) -> int:
+    """Rows a process has of a source."""
+    return sum(_kept(sum(rows), stride, offset)
+               for _, rows, stride, offset in rank_segments(split, name, seed, world_size, rank))
+
+
+def _kept(rows: int, stride: int, offset: int) -> int:
+    return max(0, rows - offset + stride - 1) // stride
+
+
+def _rank_raw_rows(split: SplitInfo, segments: list[tuple], skip: int) -> Iterator[dict]:
+    """The rows of a process's segments from its `skip`-th row on; whole files before it are not read."""
+    for files, rows, stride, offset in segments:
+        kept = _kept(sum(rows), stride, offset)
+        if skip >= kept:
+            skip -= kept
+            continue
+        raw_skip, skip = skip * stride, 0  # rows of the segment before the first one to keep
+        yield from islice(_file_rows(split, files, rows, raw_skip), offset, None, stride)
+
+
+def _file_rows(split: SplitInfo, files: list[str], rows: list[int], skip: int) -> Iterator[dict]:
+    for file, count in zip(files, rows):
+        if skip >= count:
+            skip -= count
+            continue
+        yield from split.read(file, skip)
+        skip = 0

@@ -15,6 +15,7 @@ import torch
 
 from .hub_data import inspect_split, is_hub_id
 from .pair_data import negatives_column, parse_sources
+from .pair_stream import rank_rows
 
 BYTES_PER_PARAMETER = 4 + 8  # an fp32 checkpoint: the weights and AdamW's two moments
 
@@ -45,6 +46,7 @@ def launcher_processes(launcher: str) -> int:
                 return int(word.split("=", 1)[1])
         return default
 
+    words = [word.replace("-", "_") if word.startswith("--") else word for word in words]  # --nproc-per-node too
     if "--num_processes" in " ".join(words):
         return value("--num_processes", 1)
     return value("--nproc_per_node", 1) * value("--nnodes", 1)
@@ -73,7 +75,7 @@ def mlm_plan(model_args, data_args, training_args, processes: int, parameters: i
             record["kind"] = f"text ({data_args.text_column}), tokenized and packed when the stage starts"
             sequences = None
         elif "input_ids" in split.features:
-            first = next(iter(split.stream(split.files[:1])))["input_ids"]
+            first = next(split.read(split.files[0]))["input_ids"]
             if len(first) != data_args.max_seq_length:
                 raise ValueError(f"dataset {source}: its pre-tokenized rows hold {len(first)} tokens, but "
                                  f"max_seq_length is {data_args.max_seq_length}")
@@ -112,11 +114,16 @@ def contrastive_plan(stage: str, model_args, data_args, loss_args, training_args
         rows = min(split.rows, (row_limits or {}).get(source.name) or split.rows)
         if rows < split.rows:
             record["sample"] = rows
-        rows -= data_args.eval_pairs if not data_args.streaming else 0
-        record["global_batches"] = rows // global_batch
+        if data_args.streaming:  # as the stream deals the files to the processes
+            rows_per_process = min(rank_rows(split, source.name, training_args.seed, processes, rank)
+                                   for rank in range(processes))
+            record["global_batches"] = rows_per_process // (global_batch // processes)
+        else:
+            record["global_batches"] = (rows - data_args.eval_pairs) // global_batch
         if record["global_batches"] == 0:
             raise ValueError(f"dataset {source.name!r} ({source.path}, split {source.split}) has {rows} rows, fewer "
-                             f"than one global batch of {global_batch}; lower the batch size or leave it out")
+                             f"than one global batch of {global_batch} (per process); lower the batch size or leave "
+                             "it out")
         steps += record["global_batches"]
         records.append(record)
     steps = training_args.max_steps if training_args.max_steps > 0 else int(training_args.num_train_epochs * steps)

@@ -105,11 +105,11 @@ def small_packed_file(small_corpus_file, tmp_path_factory):
 
 @pytest.mark.parametrize("corpus", ["small_corpus_file", "small_packed_file"])
 def test_interrupted_and_resumed_run_ends_with_identical_weights(mlm_script, corpus, tmp_path, interrupt_at, request):
-    small_corpus_file = request.getfixturevalue(corpus)  # text, or the same text pre-tokenized
+    corpus_path = request.getfixturevalue(corpus)  # text, or the same text pre-tokenized
     steps = ["--max_steps", "12", "--save_steps", "4", "--logging_steps", "2"]
-    uninterrupted = run(mlm_script, small_corpus_file, tmp_path / "a", *steps)
+    uninterrupted = run(mlm_script, corpus_path, tmp_path / "a", *steps)
     with pytest.raises(interrupt_at.Interrupted):
-        run(mlm_script, small_corpus_file, tmp_path / "b", *steps, callbacks=[interrupt_at(10)])
+        run(mlm_script, corpus_path, tmp_path / "b", *steps, callbacks=[interrupt_at(10)])
     checkpoint = tmp_path / "b" / "checkpoint-8"
     assert not (tmp_path / "b" / "final").exists()
     assert json.loads((checkpoint / "trainer_state.json").read_text())["epoch"] > 1  # resumed mid-way, epoch 2
@@ -117,7 +117,7 @@ def test_interrupted_and_resumed_run_ends_with_identical_weights(mlm_script, cor
         torch.load(checkpoint / name, weights_only=True)
     with safe_globals():  # numpy's RNG state: the Trainer allowlists numpy arrays and dtypes, nothing else
         assert set(torch.load(checkpoint / "rng_state.pth", weights_only=True)) >= {"python", "numpy", "cpu"}
-    resumed = run(mlm_script, small_corpus_file, tmp_path / "b", *steps, "--resume_from_checkpoint", "true")
+    resumed = run(mlm_script, corpus_path, tmp_path / "b", *steps, "--resume_from_checkpoint", "true")
     expected, actual = load_file(uninterrupted / "model.safetensors"), load_file(resumed / "model.safetensors")
     assert expected.keys() == actual.keys()
     assert all(torch.equal(expected[key], actual[key]) for key in expected)

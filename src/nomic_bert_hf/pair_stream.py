@@ -1,7 +1,7 @@
 """Pairs streamed from many sources with one source per global batch, sharded across processes and data-loader
 workers, seeded, and resumable at any optimizer step without repeating or skipping a row.
 
-    stream = SingleSourceStream(splits, batch_size=32, batches_per_step=8, world_size=8, num_workers=4, seed=42)
+    stream = SingleSourceStream(sources, batch_size=32, batches_per_step=8, world_size=8, num_workers=4, seed=42)
     train_dataset = stream.dataset(start_step=resumed_step)     # a datasets.IterableDataset for the trainer
 
 The order of sources is fixed before the first row is read: `global_batch_schedule` (the same function as the

@@ -137,3 +137,15 @@ def test_unknown_config_keys_and_stages_are_named(tmp_path):
         pipeline.main([str(tmp_path / "bad.yaml")])
     with pytest.raises(ValueError, match="pretrian"):
         pipeline.main([str(TINY), "--rerun", "pretrian"])
+
+
+def test_reproduction_pins_the_commits_the_stages_read():
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    contrastive = {"train_datasets": {"paq": {"path": "nomic-ai/nomic-embed-unsupervised-data", "split": "paq"},
+                                      "local": {"path": "pairs.jsonl"}}}
+    read = {"paq": {"revision": commit}, "local": {"revision": "sha256:2098b956fe9f1d29"}}
+    pinned = pipeline.pin_revisions(contrastive, read)["train_datasets"]
+    assert pinned["paq"]["revision"] == commit and "revision" not in pinned["local"]  # a digest cannot be pinned
+    mlm = pipeline.pin_revisions({"train_data": ["nomic-ai/nomic-bert-pretokenized-2048-wiki-2023"]},
+                                 {"nomic-ai/nomic-bert-pretokenized-2048-wiki-2023": {"revision": commit}})
+    assert mlm["data_revision"] == commit

@@ -10,8 +10,7 @@ come from several datasets (`train_datasets` in the config, local jsonl/parquet 
 prefix; every global batch is drawn from one dataset, chosen in proportion to the rows it has left, whether the data
 are loaded (memory-mapped) or streamed (`--streaming true`: sharded across processes and data-loader workers, for
 Nomic's 235M pairs without downloading them first); `--data_mirror` reads every Hub dataset from a local copy. The
-loss is InfoNCE at
-temperature 0.02 from query to document over the documents of all processes, through GradCache
+loss is InfoNCE at temperature 0.02 from query to document over the documents of all processes, through GradCache
 (`CachedMultipleNegativesRankingLoss`), optionally with Matryoshka dimensions (v1.5) and a LoRA adapter. Retrieval on
 held-out pairs is measured before and after training and written into the model card. The embedder goes to
 `{output_dir}/final/` with the resolved config (`config.yaml`) and the datasets it read, with their revisions
@@ -43,6 +42,7 @@ from nomic_bert_hf.pair_data import (
     negatives_column,
     pair_columns,
     parse_sources,
+    require_pair_columns,
     require_rows,
     source_prompts,
 )
@@ -241,10 +241,7 @@ def build_stream(sources, splits, data_args, training_args) -> SingleSourceStrea
     """The training sources as one stream with one source per global batch, sharded over processes and workers."""
     stream_sources = []
     for source, split in zip(sources, splits):
-        missing = [c for c in (source.query_column, source.document_column) if c not in split.features]
-        if missing:
-            raise ValueError(f"dataset {source.name!r} ({source.path}, split {source.split}) has no column {missing}; "
-                             f"its columns are {list(split.features)}")
+        require_pair_columns(source, split.features)
         negatives = negatives_column(source, split.features) if data_args.num_negatives else None
         prompts = source_prompts(source.task, pair_columns(data_args.num_negatives))
         stream_sources.append(StreamSource(source.name, split, source.query_column, source.document_column,

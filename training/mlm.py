@@ -23,8 +23,8 @@ from transformers import AutoTokenizer, Trainer, TrainerCallback, set_seed
 
 from nomic_bert_hf import NomicBertConfig, NomicBertForPreTraining
 from nomic_bert_hf.checkpoints import load_strict
-from nomic_bert_hf.hub_data import inspect_split, is_hub_id, local_digest
 from nomic_bert_hf.configs import parse_config
+from nomic_bert_hf.hub_data import inspect_split, is_hub_id, local_digest
 from nomic_bert_hf.mlm_data import (
     MaskingCollator,
     check_packed,

@@ -295,6 +295,8 @@ def main(args=None):
             run_stage("training/mine_negatives.py", [
                 config.mine_config, "--model_name_or_path", config.mining_model or stage_dirs["pretrain"] / FINAL_DIR,
                 "--dataset", spec["path"], "--split", spec.get("split", "train"), *mirror, "--output_file", mined,
+                *[flag for column in ("query_column", "document_column") if column in spec
+                  for flag in (f"--{column}", spec[column])],
                 "--query_prompt", prompts["query"], "--document_prompt", prompts["document"],
                 "--trust_remote_code", "true", "--overwrite", "true", "--seed", config.seed,
                 *(["--max_rows", sample] if sample else []), *config.mine_args,

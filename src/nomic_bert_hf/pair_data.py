@@ -99,10 +99,7 @@ def load_pairs(
     raw = _load_raw(source, streaming)
     features = raw.features if raw.features is not None else Dataset.from_list([next(iter(raw))]).features
     columns = [source.query_column, source.document_column]
-    missing = [column for column in columns if column not in features]
-    if missing:
-        raise ValueError(f"dataset {source.name!r} ({source.path}) has no column {missing}; its columns are "
-                         f"{list(features)}")
+    require_pair_columns(source, features)
     if num_negatives:
         columns.append(negatives_column(source, features))
     pairs = raw.select_columns(columns).rename_columns(
@@ -209,6 +206,14 @@ def sample_negatives(mined: list[str] | None, k: int, rng: random.Random, name: 
     if len(pool) < k - len(mined):
         raise ValueError(f"dataset {name!r}: too few documents to pad row {row} to {k} negatives")
     return mined + rng.sample(pool, k - len(mined))
+
+
+def require_pair_columns(source: PairSource, features: Features) -> None:
+    """A source's query and document columns must be in its data; the error names them and the columns there are."""
+    missing = [column for column in (source.query_column, source.document_column) if column not in features]
+    if missing:
+        raise ValueError(f"dataset {source.name!r} ({source.path}) has no column {missing}; its columns are "
+                         f"{list(features)}")
 
 
 def negatives_column(source: PairSource, features: Features) -> str:

@@ -14,7 +14,7 @@ import shlex
 import torch
 
 from .hub_data import inspect_split, is_hub_id
-from .pair_data import negatives_column, parse_sources
+from .pair_data import negatives_column, parse_sources, require_pair_columns
 from .pair_stream import rank_rows
 
 BYTES_PER_PARAMETER = 4 + 8  # an fp32 checkpoint: the weights and AdamW's two moments
@@ -104,10 +104,7 @@ def contrastive_plan(stage: str, model_args, data_args, loss_args, training_args
     records, steps = [], 0
     for source in sources:
         split = inspect_split(source.path, source.split, source.subset, source.revision, source.mirror)
-        missing = [c for c in (source.query_column, source.document_column) if c not in split.features]
-        if missing:
-            raise ValueError(f"dataset {source.name!r} ({source.path}, split {source.split}) has no column {missing}; "
-                             f"its columns are {sorted(split.features)}")
+        require_pair_columns(source, split.features)
         record = {"name": source.name, "task": source.task, **split.record()}
         if data_args.num_negatives:
             record["negatives"] = carried_negatives(source, split.features) or "none: mined by the pipeline"

@@ -32,7 +32,8 @@ def test_round_trip_keeps_every_value():
 def test_nomic_bert_2048_config_reads_as_published():
     config = NomicBertConfig(**NOMIC_BERT_2048)
     assert (config.hidden_size, config.num_hidden_layers, config.intermediate_size) == (768, 12, 3072)
-    assert (config.n_positions, config.max_position_embeddings, config.rotary_emb_base) == (2048, 2048, 1000)
+    assert (config.n_positions, config.max_trained_positions, config.rotary_emb_base) == (2048, 2048, 1000)
+    assert config.max_position_embeddings == config.n_positions  # the attribute is the input limit
     assert config.resid_pdrop == 0.1 and config.embd_pdrop == 0.1
     assert config.auto_map == AUTO_MAP  # never the cross-repository code of the source
     assert "fused_bias_fc" not in config.to_dict() and "summary_type" not in config.to_dict()
@@ -45,6 +46,21 @@ def test_one_file_serves_the_native_reader():
     assert (native.intermediate_size, native.max_position_embeddings, native.hidden_act) == (64, 2048, "silu")
     assert native.rope_parameters == {"rope_type": "dynamic", "rope_theta": 1000.0, "factor": 2.0}
     assert saved["n_embd"] == 32 and saved["rotary_scaling_factor"] == 2.0  # and the published keys are there too
+
+
+def test_max_position_embeddings_is_the_input_limit_as_attribute_and_the_trained_length_as_key(tmp_path):
+    config = tiny_config(n_positions=8192, max_trained_positions=1024)
+    assert config.max_position_embeddings == 8192  # what sentence-transformers caps model_max_length at
+    assert config.to_dict()["max_position_embeddings"] == 1024  # what native's dynamic RoPE starts scaling above
+    config.save_pretrained(tmp_path)
+    reloaded = NomicBertConfig.from_pretrained(tmp_path)
+    assert (reloaded.n_positions, reloaded.max_trained_positions) == (8192, 1024)
+    assert reloaded.max_position_embeddings == 8192
+    native = transformers.AutoConfig.from_pretrained(tmp_path)  # no remote code: transformers' own class
+    assert type(native) is transformers.NomicBertConfig and native.max_position_embeddings == 1024
+    config.max_position_embeddings = 4096  # setting the attribute moves the input limit, not the trained length
+    assert (config.n_positions, config.max_trained_positions) == (4096, 1024)
+    assert NomicBertConfig.from_pretrained(tmp_path, max_position_embeddings=4096).n_positions == 4096
 
 
 def test_native_keys_alone_are_understood():
@@ -78,6 +94,7 @@ def test_vocab_is_padded_to_the_multiple():
         ({"prenorm": True}, "prenorm"),
         ({"qkv_proj_bias": True}, "qkv_proj_bias"),
         ({"n_embd": 768, "hidden_size": 512}, "n_embd"),
+        ({"max_trained_positions": 2048, "max_position_embeddings": 1024}, "max_trained_positions"),  # key: trained
         ({"rotary_scaling_factor": 2.0, "rope_parameters": {"rope_type": "dynamic", "factor": 4.0}},
          "rotary_scaling_factor"),
         ({"rope_parameters": {"rope_type": "yarn", "factor": 4.0}}, "rope_type"),

@@ -6,17 +6,55 @@ import sys
 
 import pytest
 import torch
+import transformers
+from conftest import random_ids
 from sentence_transformers import SentenceTransformer
 
 from nomic_bert_hf.convert import main as convert
 from nomic_bert_hf.embedder import PROMPTS, build_embedder, save_embedder
 
 TEXTS = ["What is the capital of France?", "Paris is the capital and largest city of France. " * 5]
+LONG_TEXT = "Paris is the capital and largest city of France. " * 300  # ~3000 tokens, past the trained 2048
 
 
 @pytest.fixture(scope="module")
 def embedder_dir(encoder_dir, tmp_path_factory):
     return save_embedder(build_embedder(encoder_dir), tmp_path_factory.mktemp("st") / "nomic-embed-text")
+
+
+def plain_save(model, folder):
+    model.save(str(folder))
+    return folder
+
+
+def plain_save_pretrained(model, folder):
+    model.save_pretrained(str(folder))
+    return folder
+
+
+def trainer_checkpoint(model, folder):
+    """One training step at learning rate 0 (weights unchanged), checkpointed by sentence-transformers' Trainer."""
+    from datasets import Dataset
+    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from sentence_transformers.losses import MultipleNegativesRankingLoss
+
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(folder), max_steps=1, learning_rate=0.0, per_device_train_batch_size=2, save_strategy="steps",
+        save_steps=1, report_to=[], use_cpu=True, dataloader_num_workers=0,
+    )
+    pairs = Dataset.from_dict({"anchor": [TEXTS[0]] * 2, "positive": [TEXTS[1]] * 2})
+    loss = MultipleNegativesRankingLoss(model)
+    SentenceTransformerTrainer(model=model, args=args, train_dataset=pairs, loss=loss).train()
+    return folder / "checkpoint-1"
+
+
+PLAIN_SAVES = {"save": plain_save, "save_pretrained": plain_save_pretrained, "trainer_checkpoint": trainer_checkpoint}
+
+
+@pytest.fixture(scope="module", params=list(PLAIN_SAVES))
+def plain_dir(request, encoder_dir, tmp_path_factory):
+    """An embedder saved by sentence-transformers itself (no `save_embedder`): no max_seq_length in its settings."""
+    return PLAIN_SAVES[request.param](build_embedder(encoder_dir), tmp_path_factory.mktemp(request.param))
 
 
 @pytest.fixture(scope="module")
@@ -64,13 +102,42 @@ def test_bundled_code_and_native_transformers_give_the_same_embeddings(embedder_
         "native = SentenceTransformer(sys.argv[1])\n"
         "a, b = trusted.encode_query(texts), native.encode_query(texts)\n"
         "print(json.dumps([type(trusted[0].auto_model).__module__, type(native[0].auto_model).__module__,"
-        " float(abs(a - b).max())]))\n"
+        " float(abs(a - b).max()), trusted.max_seq_length, native.max_seq_length]))\n"
     )
     result = subprocess.run([sys.executable, "-c", script, str(embedder_dir)], capture_output=True, text=True, check=True)
-    trusted_module, native_module, difference = json.loads(result.stdout.strip().splitlines()[-1])
+    trusted_module, native_module, difference, *lengths = json.loads(result.stdout.strip().splitlines()[-1])
+    assert lengths == [8192, 8192]  # native reads the trained length from config.json: the recorded length lifts it
     assert trusted_module.startswith("transformers_modules.")
     assert native_module == "transformers.models.nomic_bert.modeling_nomic_bert"
     assert difference <= 1e-5
+
+
+def test_plain_sentence_transformers_saves_reload_like_save_embedder(plain_dir, embedder_dir):
+    """sentence-transformers caps the tokenizer at `config.max_position_embeddings` unless the folder records
+    max_seq_length; our attribute is n_positions (8192), so folders it writes itself keep the full length."""
+    assert "max_seq_length" not in json.loads((plain_dir / "sentence_bert_config.json").read_text())
+    reference = SentenceTransformer(str(embedder_dir), trust_remote_code=True)
+    model = SentenceTransformer(str(plain_dir), trust_remote_code=True)
+    assert model.max_seq_length == 8192 and model.tokenizer.model_max_length == 8192
+    assert model.prompts == reference.prompts and PROMPTS.items() <= model.prompts.items()
+    texts = [*TEXTS, LONG_TEXT]
+    expected = reference.encode_query(texts, convert_to_tensor=True)
+    torch.testing.assert_close(model.encode_query(texts, convert_to_tensor=True), expected, atol=1e-5, rtol=0)
+    model.max_seq_length = 2048  # what the reload used to give: the long text would have been cut
+    assert (model.encode_query([LONG_TEXT], convert_to_tensor=True) - expected[-1:]).abs().max() > 1e-4
+
+
+def test_native_transformers_reads_plain_saves_as_before(plain_dir):
+    native_config = transformers.AutoConfig.from_pretrained(plain_dir)  # no remote code: transformers' own reader
+    assert type(native_config) is transformers.NomicBertConfig
+    assert native_config.max_position_embeddings == 2048  # the trained length: dynamic NTK starts above it
+    assert native_config.rope_parameters == {"rope_type": "dynamic", "rope_theta": 1000.0, "factor": 2.0}
+    ours = transformers.AutoModel.from_pretrained(plain_dir, trust_remote_code=True).eval()
+    assert ours.config.max_position_embeddings == 8192 and ours.config.max_trained_positions == 2048
+    native = transformers.NomicBertModel.from_pretrained(plain_dir).eval()
+    ids = random_ids(1, 3000)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(ids).last_hidden_state, native(ids).last_hidden_state, atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("dim", [16, 8])

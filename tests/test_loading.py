@@ -35,7 +35,8 @@ def hidden(model, ids, mask=None):
 def test_remote_code_loads_in_a_fresh_offline_process(encoder_dir, tmp_path):
     config = json.loads((encoder_dir / "config.json").read_text())
     assert set(config["auto_map"]) == {
-        "AutoConfig", "AutoModel", "AutoModelForMaskedLM", "AutoModelForSequenceClassification"
+        "AutoConfig", "AutoModel", "AutoModelForMaskedLM", "AutoModelForSequenceClassification",
+        "AutoModelForTokenClassification",
     }
     assert all("--" not in reference for reference in config["auto_map"].values())  # no other repository's code
     ids = random_ids(2, 10)

@@ -1,10 +1,19 @@
-"""The model's behaviour on tiny configs: shapes per head, padding invariance, attention backends, long inputs."""
+"""The model's behaviour on tiny configs: shapes per head, padding invariance, attention backends and their dispatch,
+long inputs, and the transformers output contract (recorded outputs, inputs_embeds, position_ids, resizing)."""
 
 import pytest
 import torch
 from conftest import random_ids, sharpen, tiny_config
 
-from nomic_bert_hf import NomicBertForPreTraining, NomicBertForSequenceClassification, NomicBertModel
+from transformers import AutoModelForTokenClassification
+
+from nomic_bert_hf import (
+    NomicBertForPreTraining,
+    NomicBertForSequenceClassification,
+    NomicBertForTokenClassification,
+    NomicBertModel,
+)
+from nomic_bert_hf import modeling_nomic_bert as modeling
 from nomic_bert_hf.modeling_nomic_bert import apply_rotary, rotary_inv_freq
 
 
@@ -128,7 +137,7 @@ def test_partial_rotary_rotates_only_the_leading_dimensions():
 def test_ntk_base_follows_the_formula():
     config = tiny_config(n_embd=768, n_head=12, rotary_scaling_factor=2.0)
     for length, base in [(2048, 1000.0), (4096, 3108.0), (8192, 7453.0)]:  # values from Nomic's formula, d = 64
-        assert rotary_inv_freq(config, length)[1].item() == pytest.approx(base ** (-2 / 64), rel=1e-3)
+        assert rotary_inv_freq(config, torch.tensor(length))[1].item() == pytest.approx(base ** (-2 / 64), rel=1e-3)
 
 
 @pytest.mark.parametrize("length", [4096, 8192])
@@ -207,3 +216,158 @@ def test_one_long_text_among_many_short_ones(model):
     batch = embed(model, ids, mask)
     for row, sequence in enumerate(sequences):
         torch.testing.assert_close(real_rows(batch, mask, row), embed(model, sequence[None])[0], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize(
+    "implementation, device, dtype, equal, dropout, kernel",
+    [
+        ("sdpa", "cpu", torch.float32, False, 0.0, "per_sequence"),
+        ("eager", "cpu", torch.float32, False, 0.0, "per_sequence"),
+        ("sdpa", "cpu", torch.float32, True, 0.0, "batched"),
+        ("sdpa", "cuda", torch.bfloat16, False, 0.0, "varlen_attn"),
+        ("sdpa", "cuda", torch.float16, False, 0.0, "varlen_attn"),
+        ("sdpa", "cuda", torch.float32, False, 0.0, "masked"),  # flash kernels need half precision
+        ("sdpa", "cuda", torch.bfloat16, False, 0.1, "masked"),  # varlen_attn has no dropout
+        ("eager", "cuda", torch.bfloat16, False, 0.0, "masked"),
+        ("sdpa", "mps", torch.float16, False, 0.0, "masked"),
+        ("flash_attention_2", "cuda", torch.bfloat16, False, 0.0, "flash_interface"),
+        ("sdpa", "cuda", torch.bfloat16, True, 0.0, "batched"),
+    ],
+)
+def test_attention_kernel_dispatch(implementation, device, dtype, equal, dropout, kernel):
+    """Which kernel a packed batch uses: never a loop over sequences on an accelerator."""
+    assert modeling.varlen_attn is not None  # torch >= 2.9 ships it, CPU builds included
+    assert modeling.packed_attention_kernel(implementation, torch.device(device), dtype, equal, dropout) == kernel
+
+
+@pytest.mark.parametrize("kernel", ["masked", "varlen_attn"])
+def test_accelerator_kernels_agree_with_the_per_sequence_kernel(model, monkeypatch, kernel):
+    """The kernels chosen on an accelerator, run here on CPU (varlen_attn through a stand-in with its signature that
+    attends within each sequence, since its flash kernel needs CUDA), against one call per sequence."""
+    ids, mask = padded([random_ids(1, n, seed=n)[0] for n in (5, 17, 0, 11)], "left")
+    expected = embed(model, ids, mask)
+    if kernel == "varlen_attn":
+        def varlen_reference(query, key, value, cu_seq_q, cu_seq_k, max_q, max_k, *, scale=None):
+            assert torch.equal(cu_seq_q, cu_seq_k) and cu_seq_q.dtype == torch.int32 and max_q == max_k == 17
+            lengths = cu_seq_q.diff().tolist()
+            return torch.cat([
+                torch.nn.functional.scaled_dot_product_attention(
+                    q.transpose(0, 1), k.transpose(0, 1), v.transpose(0, 1), scale=scale).transpose(0, 1)
+                for q, k, v in zip(query.split(lengths), key.split(lengths), value.split(lengths))
+            ])
+        monkeypatch.setattr(modeling, "varlen_attn", varlen_reference)
+    monkeypatch.setattr(modeling, "packed_attention_kernel", lambda *args: kernel)
+    torch.testing.assert_close(embed(model, ids, mask), expected, atol=1e-5, rtol=0)
+
+
+def test_attention_probabilities_are_recorded_with_eager_attention(model):
+    eager = NomicBertModel(tiny_config(attn_implementation="eager")).eval()
+    eager.load_state_dict(model.state_dict())
+    ids, mask = padded([random_ids(1, 4)[0], random_ids(1, 7)[0]], "right")
+    with torch.no_grad():
+        output = eager(ids, attention_mask=mask, output_attentions=True)
+    assert len(output.attentions) == 2 and output.attentions[0].shape == (2, 4, 7, 7)
+    probabilities = output.attentions[1]
+    torch.testing.assert_close(probabilities.sum(-1), torch.ones(2, 4, 7))
+    assert (probabilities[0, :, :, 4:] == 0).all()  # no weight on the first row's padding
+    torch.testing.assert_close(output.last_hidden_state, embed(model, ids, mask), atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="attn_implementation='eager'"):
+        model(ids, attention_mask=mask, output_attentions=True)
+
+
+def test_recorded_hidden_states_match_the_unrecorded_run(model):
+    ids, mask = padded([random_ids(1, 9)[0], random_ids(1, 3)[0]], "left")
+    with torch.no_grad():
+        output = model(ids, attention_mask=mask, output_hidden_states=True)
+        first = model.emb_ln(model.embeddings(ids))
+    assert len(output.hidden_states) == 3
+    torch.testing.assert_close(output.hidden_states[0], first)
+    torch.testing.assert_close(output.last_hidden_state, embed(model, ids, mask), atol=1e-5, rtol=0)
+
+
+def test_inputs_embeds_replace_the_word_embeddings(model):
+    ids, mask = padded([random_ids(1, 9)[0], random_ids(1, 4)[0]], "right")
+    with torch.no_grad():
+        from_embeds = model(inputs_embeds=model.get_input_embeddings()(ids), attention_mask=mask).last_hidden_state
+    torch.testing.assert_close(from_embeds, embed(model, ids, mask), atol=0, rtol=0)
+    with pytest.raises(ValueError, match="exactly one of input_ids and inputs_embeds.*both"):
+        model(ids, inputs_embeds=model.get_input_embeddings()(ids))
+    with pytest.raises(ValueError, match="neither"):
+        model(attention_mask=mask)
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_position_ids_are_honoured(model, side):
+    ids, mask = padded([random_ids(1, 9)[0], random_ids(1, 4)[0]], side)
+    restart = (mask.cumsum(1) - 1).clamp(min=0)
+    with torch.no_grad():
+        default = embed(model, ids, mask)
+        explicit = model(ids, attention_mask=mask, position_ids=restart).last_hidden_state
+        shifted = model(ids, attention_mask=mask, position_ids=restart + 5).last_hidden_state
+        spread = model(ids, attention_mask=mask, position_ids=restart * 2).last_hidden_state
+    torch.testing.assert_close(explicit, default, atol=1e-5, rtol=0)
+    torch.testing.assert_close(shifted, default, atol=1e-5, rtol=0)  # rotary attention sees relative positions
+    assert (spread - default)[mask.bool()].abs().max() > 1e-3
+
+
+def test_position_ids_set_the_ntk_length():
+    """A sequence whose positions reach beyond the trained length is scaled as a sequence of that length."""
+    torch.manual_seed(0)
+    model = sharpen(NomicBertModel(tiny_config(max_trained_positions=32))).eval()
+    ids = random_ids(1, 10)
+    far = torch.arange(40, 50)[None]  # positions up to 49: the base of a 50-token sequence
+    with torch.no_grad():
+        scaled = model(ids, position_ids=far).last_hidden_state
+        unscaled_model = NomicBertModel(tiny_config(max_trained_positions=32, rotary_scaling_factor=None)).eval()
+        unscaled_model.load_state_dict(model.state_dict())
+        unscaled = unscaled_model(ids, position_ids=far).last_hidden_state
+        recorded = model(ids, position_ids=far, output_hidden_states=True).last_hidden_state  # padded route
+    assert (scaled - unscaled).abs().max() > 1e-3
+    torch.testing.assert_close(recorded, scaled, atol=1e-5, rtol=0)
+
+
+def test_resized_vocabulary_round_trips(tmp_path):
+    torch.manual_seed(0)
+    model = NomicBertForPreTraining(tiny_config()).eval()
+    with pytest.raises(ValueError, match="pad_to_multiple_of=64"):
+        model.resize_token_embeddings(30600)  # the config would round it up to 30656 at reload
+    model.resize_token_embeddings(30600, pad_to_multiple_of=64)
+    assert model.get_input_embeddings().num_embeddings == model.config.vocab_size == 30656
+    assert model.get_output_embeddings().weight is model.get_input_embeddings().weight
+    model.save_pretrained(tmp_path / "padded")
+    ids = random_ids(2, 6)
+    ids[0, 0] = 30650  # a new token
+    reloaded = NomicBertForPreTraining.from_pretrained(tmp_path / "padded").eval()
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(ids).logits, model(ids).logits)
+    exact = NomicBertForPreTraining(tiny_config(pad_vocab_size_multiple=1))
+    exact.resize_token_embeddings(30600)
+    exact.save_pretrained(tmp_path / "exact")
+    assert NomicBertForPreTraining.from_pretrained(tmp_path / "exact").config.vocab_size == 30600
+
+
+def test_token_classification_labels_every_real_token(tmp_path):
+    torch.manual_seed(0)
+    tagger = NomicBertForTokenClassification(tiny_config(num_labels=5)).eval()
+    sequences = [random_ids(1, 6)[0], random_ids(1, 10, seed=3)[0]]
+    right_ids, right_mask = padded(sequences, "right")
+    left_ids, left_mask = padded(sequences, "left")
+    labels = torch.where(right_mask.bool(), torch.randint(0, 5, right_ids.shape), -100)
+    with torch.no_grad():
+        right = tagger(right_ids, attention_mask=right_mask, labels=labels)
+        left = tagger(left_ids, attention_mask=left_mask).logits
+    assert right.logits.shape == (2, 10, 5)
+    torch.testing.assert_close(right.logits[right_mask.bool()], left[left_mask.bool()], atol=1e-5, rtol=0)
+    expected = torch.nn.functional.cross_entropy(right.logits.view(-1, 5), labels.view(-1))
+    torch.testing.assert_close(right.loss, expected)
+    tagger.save_pretrained(tmp_path)
+    reloaded = AutoModelForTokenClassification.from_pretrained(tmp_path, trust_remote_code=True)
+    assert type(reloaded).__name__ == "NomicBertForTokenClassification"
+
+
+def test_weights_are_initialised_as_nomic_does():
+    model = NomicBertForSequenceClassification(tiny_config(initializer_range=0.2, num_labels=2))
+    weight = model.bert.encoder.layers[0].mlp.fc11.weight
+    assert 0.18 < weight.std().item() < 0.22 and abs(weight.mean().item()) < 0.02
+    assert (model.bert.emb_ln.weight == 1).all() and (model.bert.emb_ln.bias == 0).all()
+    assert (model.classifier.bias == 0).all() and 0.1 < model.classifier.weight.std().item() < 0.3

@@ -5,6 +5,7 @@ from .modeling_nomic_bert import (
     NomicBertForMaskedLM,
     NomicBertForPreTraining,
     NomicBertForSequenceClassification,
+    NomicBertForTokenClassification,
     NomicBertModel,
     NomicBertPreTrainedModel,
 )
@@ -16,6 +17,7 @@ __all__ = [
     "NomicBertForMaskedLM",
     "NomicBertForPreTraining",
     "NomicBertForSequenceClassification",
+    "NomicBertForTokenClassification",
     "NomicBertModel",
     "NomicBertPreTrainedModel",
 ]

@@ -13,6 +13,14 @@ One config.json serves two readers:
 
 ``to_dict`` writes both sets. On load either set is accepted; where a file holds both, they must agree, otherwise a
 ``ValueError`` names the two keys. The BERT-style names are also readable as attributes (``config.hidden_size``).
+
+``max_position_embeddings`` is the one name with two meanings, because it has two readers:
+
+* the KEY (config.json, ``to_dict``, constructor kwargs) is native's: the trained length, ``max_trained_positions``
+  (2048), where native's dynamic-NTK RoPE starts scaling;
+* the ATTRIBUTE (``config.max_position_embeddings``) is ours and means what generic tools (sentence-transformers, TEI,
+  optimum) read it as: the longest input accepted, ``n_positions`` (8192). Setting it sets ``n_positions``, and so do
+  ``from_pretrained(..., max_position_embeddings=...)`` overrides, which transformers applies as attributes.
 """
 
 from transformers import PreTrainedConfig
@@ -53,6 +61,10 @@ RENAMED = {
     "attention_probs_dropout_prob": "attn_pdrop",
 }
 
+# Attribute aliases: the BERT-style names, except that the attribute `max_position_embeddings` is the longest input
+# accepted (what generic tools such as sentence-transformers read it as), not the key's trained length.
+ATTRIBUTE_MAP = {**RENAMED, "max_position_embeddings": "n_positions"}
+
 # Keys written only for transformers' native reader (derived from the published ones).
 NATIVE_ONLY_KEYS = (*RENAMED, "hidden_act", "rope_parameters", "head_dim")
 
@@ -61,6 +73,7 @@ AUTO_MAP = {
     "AutoModel": "modeling_nomic_bert.NomicBertModel",
     "AutoModelForMaskedLM": "modeling_nomic_bert.NomicBertForPreTraining",
     "AutoModelForSequenceClassification": "modeling_nomic_bert.NomicBertForSequenceClassification",
+    "AutoModelForTokenClassification": "modeling_nomic_bert.NomicBertForTokenClassification",
 }
 
 
@@ -69,6 +82,9 @@ class NomicBertConfig(PreTrainedConfig):
     Configuration of a NomicBERT encoder (nomic-bert-2048, nomic-embed-text-v1/v1.5). The defaults are nomic-bert-2048's
     architecture, set up to run at 8192 tokens.
 
+    One file, two readers for `max_position_embeddings`: the attribute is ours (`n_positions`, the input limit generic
+    tools read), the config.json key is native's (`max_trained_positions`, where dynamic NTK starts).
+
     Args:
         vocab_size (`int`, defaults to 30528): vocabulary size, rounded up to `pad_vocab_size_multiple`.
         n_embd (`int`, defaults to 768): hidden size (`hidden_size`).
@@ -76,9 +92,11 @@ class NomicBertConfig(PreTrainedConfig):
         n_head (`int`, defaults to 12): attention heads (`num_attention_heads`).
         n_inner (`int`, defaults to 3072): width of the gated MLP (`intermediate_size`). `None` means Nomic's rule,
             8/3 of `n_embd` rounded up to a multiple of 256.
-        n_positions (`int`, defaults to 8192): longest input accepted.
+        n_positions (`int`, defaults to 8192): longest input accepted; also the attribute `max_position_embeddings`,
+            which sentence-transformers and other generic tools read as the input limit.
         max_trained_positions (`int`, defaults to 2048): length the model was trained at; dynamic NTK scaling starts
-            above it (`max_position_embeddings` in transformers' native config).
+            above it. Written and read as the KEY `max_position_embeddings`, the meaning transformers' native
+            `nomic_bert` gives it (its dynamic RoPE's original length).
         type_vocab_size (`int`, defaults to 2): token-type vocabulary; row 0 is added to every token by default.
         activation_function (`str`, defaults to `"swiglu"`): `"swiglu"` (`fc2(fc11(x) * silu(fc12(x)))`) or `"geglu"`.
         layer_norm_epsilon (`float`, defaults to 1e-12): epsilon of every LayerNorm.
@@ -104,7 +122,7 @@ class NomicBertConfig(PreTrainedConfig):
     """
 
     model_type = "nomic_bert"
-    attribute_map = RENAMED
+    attribute_map = ATTRIBUTE_MAP
     _auto_class = "AutoConfig"
 
     def __init__(self, **kwargs):

@@ -38,7 +38,7 @@ def build_embedder(
     encoder is refused rather than filled with random weights.
     """
     config, _ = NomicBertConfig.get_config_dict(str(model_name_or_path), revision=revision)
-    if config.get("auto_map") != AUTO_MAP:
+    if (config.get("auto_map") or {}).get("AutoModel") != AUTO_MAP["AutoModel"]:
         raise ValueError(
             f"{model_name_or_path} is not in this package's layout (its auto_map is {config.get('auto_map')}); "
             "convert it with `nomic-bert-convert` first"
@@ -72,7 +72,12 @@ def freeze_matryoshka_norm(model: SentenceTransformer) -> None:
 
 def save_embedder(model: SentenceTransformer, output_dir: str | Path, overwrite: bool = False) -> Path:
     """Save a complete embedder folder: weights, the model's own code, tokenizer with `vocab.txt`, prompts and
-    `max_seq_length` (sentence-transformers would otherwise cap it at the trained length)."""
+    `max_seq_length`.
+
+    Our own class does not need the recorded `max_seq_length` (its `config.max_position_embeddings` attribute is
+    `n_positions`, so a plain `model.save` also reloads at full length), but transformers' native class does: loaded
+    through sentence-transformers without `trust_remote_code`, it reads the config.json key `max_position_embeddings`
+    (the trained length, 2048) and would cap inputs there. Recording it keeps both readers at the same length."""
     with atomic_output_dir(output_dir, overwrite=overwrite) as staging:
         model.save_pretrained(str(staging))
         write_vocab(model.tokenizer, staging)

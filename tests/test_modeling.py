@@ -260,7 +260,7 @@ def test_accelerator_kernels_agree_with_the_per_sequence_kernel(model, monkeypat
     torch.testing.assert_close(embed(model, ids, mask), expected, atol=1e-5, rtol=0)
 
 
-def test_attention_probabilities_are_recorded_with_eager_attention(model):
+def test_attention_probabilities_are_recorded(model):
     eager = NomicBertModel(tiny_config(attn_implementation="eager")).eval()
     eager.load_state_dict(model.state_dict())
     ids, mask = padded([random_ids(1, 4)[0], random_ids(1, 7)[0]], "right")
@@ -271,8 +271,9 @@ def test_attention_probabilities_are_recorded_with_eager_attention(model):
     torch.testing.assert_close(probabilities.sum(-1), torch.ones(2, 4, 7))
     assert (probabilities[0, :, :, 4:] == 0).all()  # no weight on the first row's padding
     torch.testing.assert_close(output.last_hidden_state, embed(model, ids, mask), atol=1e-5, rtol=0)
-    with pytest.raises(ValueError, match="attn_implementation='eager'"):
-        model(ids, attention_mask=mask, output_attentions=True)
+    with torch.no_grad():  # an sdpa model records them too, from the eager kernel for that call
+        sdpa = model(ids, attention_mask=mask, output_attentions=True).attentions
+    torch.testing.assert_close(sdpa, output.attentions)
 
 
 def test_recorded_hidden_states_match_the_unrecorded_run(model):
@@ -371,3 +372,17 @@ def test_weights_are_initialised_as_nomic_does():
     assert 0.18 < weight.std().item() < 0.22 and abs(weight.mean().item()) < 0.02
     assert (model.bert.emb_ln.weight == 1).all() and (model.bert.emb_ln.bias == 0).all()
     assert (model.classifier.bias == 0).all() and 0.1 < model.classifier.weight.std().item() < 0.3
+
+
+def test_cpu_groups_of_sequences_give_each_sequence_alone(model):
+    """On CPU the packed route runs groups of consecutive sequences of at most CPU_WORKING_TOKENS tokens."""
+    lengths = [600, 500, 300, 700, 5]
+    layout = modeling.PackedSequences.from_lengths(torch.tensor(lengths))
+    groups = list(layout.groups(modeling.CPU_WORKING_TOKENS))
+    assert [group.lengths for _, group in groups] == [[600], [500, 300], [700, 5]]
+    assert [(span.start, span.stop) for span, _ in groups] == [(0, 600), (600, 1400), (1400, 2105)]
+    sequences = [random_ids(1, n, seed=n)[0] for n in lengths]
+    ids, mask = padded(sequences, "right")
+    batch = embed(model, ids, mask)
+    for row, sequence in enumerate(sequences):
+        torch.testing.assert_close(real_rows(batch, mask, row), embed(model, sequence[None])[0], atol=1e-5, rtol=0)

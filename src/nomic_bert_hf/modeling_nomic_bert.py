@@ -42,10 +42,18 @@ from transformers.modeling_outputs import (
     TokenClassifierOutput,
 )
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.processing_utils import Unpack
+from transformers.utils import TransformersKwargs
 from transformers.utils.generic import can_return_tuple
 from transformers.utils.output_capturing import capture_outputs
 
 from .configuration_nomic_bert import GATED_ACTIVATIONS, NomicBertConfig
+
+# On CPU the packed route works on at most about this many tokens at a time: sequences are grouped up to it for the
+# whole encoder, and a longer sequence's MLP goes through in slices of it. Intermediates of that size are reused by
+# the allocator and stay in cache, where whole-batch ones are mapped afresh and faulted in on every call, which made a
+# batch slower than its texts one at a time (BENCHMARKS.md, "batched against one at a time").
+CPU_WORKING_TOKENS = 1024
 
 try:  # PyTorch's own variable-length flash attention (torch >= 2.9; runs on CUDA)
     from torch.nn.attention.varlen import varlen_attn
@@ -162,6 +170,21 @@ class PackedSequences:
         indices = attention_mask.flatten().nonzero().squeeze(1)
         return cls.from_lengths(attention_mask.sum(dim=1), indices)
 
+    def groups(self, max_tokens: int):
+        """Consecutive sequences in groups of at most `max_tokens` tokens (a longer sequence alone): yields each
+        group's span in the token axis and its own `PackedSequences`."""
+        starts, tokens = [0], 0  # index of each group's first sequence
+        for index, length in enumerate(self.lengths):
+            if index > starts[-1] and tokens + length > max_tokens:
+                starts.append(index)
+                tokens = 0
+            tokens += length
+        offset = 0
+        for first, end in zip(starts, starts[1:] + [len(self.lengths)]):
+            lengths = self.lengths[first:end]
+            yield slice(offset, offset + sum(lengths)), PackedSequences.from_lengths(torch.tensor(lengths))
+            offset += sum(lengths)
+
     def pack(self, grid: torch.Tensor) -> torch.Tensor:
         """(batch, length, ...) -> (tokens, ...)."""
         grid = grid.flatten(0, 1)
@@ -234,6 +257,7 @@ class PaddedBatch:
     """A padded batch run as it is, with a key-padding mask (graph route: export, compile, recorded outputs)."""
 
     mask: torch.Tensor  # (batch, length) bool, True at real tokens
+    eager: bool = False  # attention probabilities are recorded: the eager kernel, whatever the implementation
 
     def first_tokens(self, states: torch.Tensor) -> torch.Tensor:
         """The first real token of each row (for the pooler); zeros for a row without any."""
@@ -242,7 +266,7 @@ class PaddedBatch:
 
     def attend(self, module: "NomicBertAttention", query, key, value):
         """(batch, length, heads, dim) in and out, and the attention probabilities where the kernel returns them."""
-        implementation = module.config._attn_implementation
+        implementation = "eager" if self.eager else module.config._attn_implementation
         if implementation and "flash" in implementation:  # flash kernels take no mask here: sdpa instead
             implementation = "sdpa"
         # A row without any real token attends everywhere rather than nowhere (NaN); its output is zeroed anyway.
@@ -292,12 +316,8 @@ class NomicBertAttention(nn.Module):
 class NomicBertGatedMLP(nn.Module):
     """`fc2(fc11(x) * act(fc12(x)))`: `fc11` is the value projection, `fc12` the gate.
 
-    On CPU, packed tokens go through in slices of `cpu_slice_tokens`: the (tokens, n_inner) intermediates then stay
-    small enough for the allocator to reuse and the cache to hold, where whole-batch ones are freshly mapped and
-    faulted in on every call (which made a batch slower than its texts one at a time; see BENCHMARKS.md).
+    On CPU, packed tokens go through in slices of `CPU_WORKING_TOKENS`.
     """
-
-    cpu_slice_tokens = 512
 
     def __init__(self, config: NomicBertConfig):
         super().__init__()
@@ -309,7 +329,7 @@ class NomicBertGatedMLP(nn.Module):
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         if hidden_states.device.type == "cpu" and hidden_states.dim() == 2:  # packed tokens (eager route)
             in_place = not torch.is_grad_enabled()
-            return torch.cat([self.gated(part, in_place) for part in hidden_states.split(self.cpu_slice_tokens)])
+            return torch.cat([self.gated(part, in_place) for part in hidden_states.split(CPU_WORKING_TOKENS)])
         return self.gated(hidden_states)
 
     def gated(self, hidden_states: torch.Tensor, in_place: bool = False) -> torch.Tensor:
@@ -380,9 +400,10 @@ class NomicBertPreTrainedModel(PreTrainedModel):
         pass `pad_to_multiple_of` (or a size that is already a multiple)."""
         multiple = self.config.pad_vocab_size_multiple
         size = new_num_tokens if new_num_tokens is not None else self.get_input_embeddings().num_embeddings
-        if pad_to_multiple_of:
+        checkable = pad_to_multiple_of is None or isinstance(pad_to_multiple_of, int)  # else transformers' own error
+        if checkable and pad_to_multiple_of:
             size = (size + pad_to_multiple_of - 1) // pad_to_multiple_of * pad_to_multiple_of
-        if size % multiple:
+        if checkable and size % multiple:
             raise ValueError(
                 f"cannot resize the vocabulary to {size} tokens: the config rounds vocab_size up to a multiple of "
                 f"pad_vocab_size_multiple = {multiple}, so the saved model would not load; pass "
@@ -421,14 +442,15 @@ class NomicBertModel(NomicBertPreTrainedModel):
         position_ids: torch.Tensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
         cu_seq_lens_q: torch.Tensor | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> BaseModelOutputWithPooling:
         """`input_ids` (batch, length), or `inputs_embeds` (batch, length, hidden), padded on either side, with
         `attention_mask`; or a batch flattened by the caller (batch 1) with `cu_seq_lens_q` offsets, as
         sentence-transformers sends with flash attention. `position_ids` (batch or 1, length) replace the positions
         that otherwise restart at each sequence's first real token. `output_hidden_states` / `output_attentions`
-        (the latter with `attn_implementation="eager"`) record every layer's output. Other keyword arguments (the
-        rest of the flattening keys, the Trainer's `num_items_in_batch`) are ignored."""
+        record every layer's output (from the padded route, in (batch, length, ...) shapes; attention probabilities
+        from the eager kernel, whatever `attn_implementation` says). Other keyword arguments (the rest of the
+        flattening keys, the Trainer's `num_items_in_batch`) are ignored."""
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError(
                 "pass exactly one of input_ids and inputs_embeds (got "
@@ -436,17 +458,12 @@ class NomicBertModel(NomicBertPreTrainedModel):
             )
         batch_size, seq_length = (input_ids if input_ids is not None else inputs_embeds).shape[:2]
         device = (input_ids if input_ids is not None else inputs_embeds).device
-        if kwargs.get("output_attentions", self.config.output_attentions) and self.config._attn_implementation != "eager":
-            raise ValueError(
-                f"output_attentions=True needs attn_implementation='eager' ({self.config._attn_implementation} "
-                "kernels do not return attention probabilities): load the model with attn_implementation='eager' "
-                "or call model.set_attn_implementation('eager')"
-            )
-        if runs_padded() or self._records_outputs(kwargs):
+        records_attentions = kwargs.get("output_attentions", self.config.output_attentions)
+        if runs_padded() or records_attentions or kwargs.get("output_hidden_states", self.config.output_hidden_states):
             if seq_length > self.config.n_positions:
                 raise ValueError(self._too_long(seq_length))
             mask = torch.ones(batch_size, seq_length, dtype=torch.bool, device=device)
-            layout = PaddedBatch(mask if attention_mask is None else attention_mask.bool())
+            layout = PaddedBatch(mask if attention_mask is None else attention_mask.bool(), bool(records_attentions))
             if position_ids is None:
                 position_ids = (layout.mask.cumsum(dim=1) - 1).clamp(min=0)
             else:
@@ -470,8 +487,13 @@ class NomicBertModel(NomicBertPreTrainedModel):
             )
         cos, sin = rotary_cos_sin(position_ids, inv_freq)
         hidden_states = self.emb_drop(self.emb_ln(embeddings))
-        for layer in self.encoder.layers:
-            hidden_states = layer(hidden_states, layout, cos, sin)
+        if isinstance(layout, PackedSequences) and hidden_states.device.type == "cpu":
+            hidden_states = torch.cat([
+                self._encode(hidden_states[span], group, cos[span], sin[span])
+                for span, group in layout.groups(CPU_WORKING_TOKENS)
+            ])
+        else:
+            hidden_states = self._encode(hidden_states, layout, cos, sin)
 
         if isinstance(layout, PaddedBatch):
             last_hidden_state = torch.where(layout.mask[..., None], hidden_states, 0.0)
@@ -480,10 +502,10 @@ class NomicBertModel(NomicBertPreTrainedModel):
         pooled = self.pooler(layout.first_tokens(hidden_states)) if self.pooler is not None else None
         return BaseModelOutputWithPooling(last_hidden_state=last_hidden_state, pooler_output=pooled)
 
-    def _records_outputs(self, kwargs: dict) -> bool:
-        """Recorded layer outputs come from the padded route, where they have the (batch, length, ...) shapes users
-        expect."""
-        return any(kwargs.get(f"output_{name}", getattr(self.config, f"output_{name}")) for name in ("hidden_states", "attentions"))
+    def _encode(self, hidden_states, layout: PackedSequences | PaddedBatch, cos, sin) -> torch.Tensor:
+        for layer in self.encoder.layers:
+            hidden_states = layer(hidden_states, layout, cos, sin)
+        return hidden_states
 
     def _too_long(self, length: int) -> str:
         return (
@@ -550,7 +572,7 @@ class NomicBertForPreTraining(NomicBertPreTrainedModel):
         position_ids: torch.Tensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> MaskedLMOutput:
         outputs = self.bert(
             input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, position_ids=position_ids,
@@ -593,7 +615,7 @@ class NomicBertForSequenceClassification(NomicBertPreTrainedModel):
         position_ids: torch.Tensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> SequenceClassifierOutput:
         outputs = self.bert(
             input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, position_ids=position_ids,
@@ -631,7 +653,7 @@ class NomicBertForTokenClassification(NomicBertPreTrainedModel):
         position_ids: torch.Tensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> TokenClassifierOutput:
         outputs = self.bert(
             input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, position_ids=position_ids,

@@ -1,16 +1,20 @@
 """GPU throughput and model FLOPs utilisation (MFU): this package's NomicBERT beside transformers' native class.
 
     python benchmarks/gpu.py                                   # on a CUDA machine: about 5 minutes on one H100/H200
-    python benchmarks/gpu.py --device cpu --size tiny --train-batch 2 --train-length 128 \\
-        --infer-batch 1 --infer-length 512 --steps 1 --no-compile        # a smoke run of the script itself
+    python benchmarks/gpu.py --device cpu --size tiny --train-batch 2 --train-length 128 --infer-batch 1 \\
+        --infer-length 512 --varlen-texts 4 --varlen-length 256 --steps 1 --no-compile   # a smoke run of the script
 
-Two workloads, each for this package and for transformers' native `NomicBertForMaskedLM` / `NomicBertModel` with the
+Three workloads, each for this package and for transformers' native `NomicBertForMaskedLM` / `NomicBertModel` with the
 same weights, with every attention implementation available (`sdpa`, and `flash_attention_2` where flash-attn is
 installed) and `torch.compile` off and on:
 
 1. MLM training at 2048 tokens (the recipe's packed sequences, 30% masking; as in `mlm_throughput.py`): bf16 autocast
    over fp32 weights (the Trainer's `bf16: true`), fused AdamW; a step is forward, backward and optimizer step.
 2. Inference at 8192 tokens: bf16 weights, one forward pass without a padding mask (the native class's fastest path).
+3. Inference on a padded batch of unequal lengths (`--varlen-texts` random lengths up to `--varlen-length`, bf16):
+   the packed route's attention kernel (PyTorch's `varlen_attn` with sdpa on CUDA, no extra package), reported by
+   name, and both implementations' outputs against this package's CPU fp32 output on the same batch (largest
+   absolute difference over real tokens, lowest cosine of mean-pooled embeddings): bf16 error, no more.
 
 MFU is the model's own FLOPs per second over the device's peak dense bf16 FLOPs. Model FLOPs per token: 2 x the
 encoder's linear weights + 4 x layers x length x hidden (attention scores and weighted sum, no causal mask), and for
@@ -27,12 +31,14 @@ import time
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 import transformers
 import yaml
 from mlm_throughput import ARCHITECTURE, CONFIGS, build_models, make_batches
 from transformers.utils import is_flash_attn_2_available
 
 from nomic_bert_hf import NomicBertConfig, NomicBertModel
+from nomic_bert_hf.modeling_nomic_bert import packed_attention_kernel
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = {"137m": "nomic-bert-2048.yaml", "tiny": "tiny.yaml"}
@@ -117,6 +123,50 @@ def inference_case(models: dict, name: str, attention: str, compile_model: bool,
             "model_flops_per_s": flops_per_token(models["config"], args.infer_length, 0.0) * tokens / seconds}
 
 
+def varlen_case(models: dict, name: str, attention: str, compile_model: bool, args, device) -> dict:
+    model = prepare(models[name], attention, compile_model, device).eval().to(torch.bfloat16)
+    ids, mask = (tensor.to(device) for tensor in models["batch"])
+
+    def step():
+        with torch.inference_mode():
+            return model(ids, attention_mask=mask).last_hidden_state
+
+    seconds = timed(step, device, args.warmup, args.steps)
+    tokens = int(mask.sum())
+    output, reference = step().float().cpu(), models["reference"]
+    real = mask.bool().cpu()
+    pooled, expected = (F.normalize((x * real[..., None]).sum(1), dim=-1) for x in (output, reference))
+    if name == "native":
+        kernel = f"padded {attention}"
+    elif compile_model:
+        kernel = f"padded {attention} (graph route)"
+    else:
+        kernel = packed_attention_kernel(attention, device, torch.bfloat16, equal_lengths=False, dropout=0.0)
+    mean_length = int(mask.sum(1).float().mean())  # attention FLOPs counted at the mean length
+    return {"seconds_per_step": seconds, "tokens_per_s": tokens / seconds, "kernel": kernel,
+            "model_flops_per_s": flops_per_token(models["config"], mean_length, 0.0) * tokens / seconds,
+            "max_abs_diff_vs_cpu_fp32": (output - reference)[real].abs().max().item(),
+            "min_cosine_vs_cpu_fp32": (pooled * expected).sum(-1).min().item()}
+
+
+def varlen_models(args, workdir: Path) -> dict:
+    """`inference_models`, a batch of unequal lengths and this package's CPU fp32 output on it (computed once)."""
+    models = inference_models(args, workdir)
+    if "reference" not in VARLEN_REFERENCE:
+        generator = torch.Generator().manual_seed(0)
+        lengths = torch.randint(args.varlen_length // 16, args.varlen_length + 1, (args.varlen_texts,),
+                                generator=generator)
+        ids = torch.randint(1000, 20000, (args.varlen_texts, int(lengths.max())), generator=generator)
+        mask = (torch.arange(ids.shape[1])[None] < lengths[:, None]).long()
+        with torch.inference_mode():
+            reference = models["ours"](ids, attention_mask=mask).last_hidden_state
+        VARLEN_REFERENCE.update(batch=(ids, mask), reference=reference)
+    return {**models, **VARLEN_REFERENCE}
+
+
+VARLEN_REFERENCE = {}
+
+
 def training_models(args, workdir: Path) -> dict:
     ours, native = build_models(SIZES[args.size], workdir)
     return {"ours": ours, "native": native, "config": ours.config,
@@ -141,6 +191,8 @@ def main():
     parser.add_argument("--train-length", type=int, default=2048)
     parser.add_argument("--infer-batch", type=int, default=4)
     parser.add_argument("--infer-length", type=int, default=8192)
+    parser.add_argument("--varlen-texts", type=int, default=32, help="texts in the unequal-lengths batch")
+    parser.add_argument("--varlen-length", type=int, default=2048, help="longest text of the unequal-lengths batch")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile runs")
@@ -156,11 +208,13 @@ def main():
           f"peak {peak / 1e12 if peak else 'unknown'} TFLOP/s")
 
     rows = []
-    print("\n| workload | implementation | attention | compile | tokens/s | model TFLOP/s | MFU |")
-    print("|---|---|---|---|---|---|---|")
+    print("\n| workload | implementation | attention | compile | tokens/s | model TFLOP/s | MFU | attention kernel | "
+          "max abs diff vs CPU fp32 | min cosine vs CPU fp32 |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for workload, build, run in (
         (f"MLM training {args.train_batch} x {args.train_length}", training_models, training_case),
         (f"inference {args.infer_batch} x {args.infer_length}", inference_models, inference_case),
+        (f"inference {args.varlen_texts} texts <= {args.varlen_length}", varlen_models, varlen_case),
     ):
         for name in ("ours", "native"):
             for attention in attentions:
@@ -174,9 +228,11 @@ def main():
                                   compile=compile_model, mfu=result["model_flops_per_s"] / peak if peak else None)
                     rows.append(result)
                     mfu = f"{result['mfu']:.1%}" if peak else "n/a"
+                    checks = (f"{result['kernel']} | {result['max_abs_diff_vs_cpu_fp32']:.3f} | "
+                              f"{result['min_cosine_vs_cpu_fp32']:.5f}" if "kernel" in result else "| |")
                     print(f"| {workload} | {name} | {attention} | {'on' if compile_model else 'off'} | "
-                          f"{result['tokens_per_s']:,.0f} | {result['model_flops_per_s'] / 1e12:.1f} | {mfu} |",
-                          flush=True)
+                          f"{result['tokens_per_s']:,.0f} | {result['model_flops_per_s'] / 1e12:.1f} | {mfu} | "
+                          f"{checks} |", flush=True)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps({"device": card, "torch": torch.__version__,
                                        "transformers": transformers.__version__, "peak_flops": peak,

@@ -98,7 +98,7 @@ def test_vocab_is_padded_to_the_multiple():
         ({"rotary_scaling_factor": 2.0, "rope_parameters": {"rope_type": "dynamic", "factor": 4.0}},
          "rotary_scaling_factor"),
         ({"rope_parameters": {"rope_type": "yarn", "factor": 4.0}}, "rope_type"),
-        ({"max_trained_positions": 4096, "n_positions": 2048}, "max_trained_positions"),
+        ({"n_embd": 64, "n_head": 4, "rotary_emb_fraction": 0.125}, "rotary dimension of 2"),  # NTK needs 4
         ({"head_dim": 32}, "head_dim"),
     ],
 )

@@ -219,25 +219,30 @@ def test_one_long_text_among_many_short_ones(model):
 
 
 @pytest.mark.parametrize(
-    "implementation, device, dtype, equal, dropout, kernel",
+    "implementation, device, dtype, equal, dropout, head_dim, capability, kernel",
     [
-        ("sdpa", "cpu", torch.float32, False, 0.0, "per_sequence"),
-        ("eager", "cpu", torch.float32, False, 0.0, "per_sequence"),
-        ("sdpa", "cpu", torch.float32, True, 0.0, "batched"),
-        ("sdpa", "cuda", torch.bfloat16, False, 0.0, "varlen_attn"),
-        ("sdpa", "cuda", torch.float16, False, 0.0, "varlen_attn"),
-        ("sdpa", "cuda", torch.float32, False, 0.0, "masked"),  # flash kernels need half precision
-        ("sdpa", "cuda", torch.bfloat16, False, 0.1, "masked"),  # varlen_attn has no dropout
-        ("eager", "cuda", torch.bfloat16, False, 0.0, "masked"),
-        ("sdpa", "mps", torch.float16, False, 0.0, "masked"),
-        ("flash_attention_2", "cuda", torch.bfloat16, False, 0.0, "flash_interface"),
-        ("sdpa", "cuda", torch.bfloat16, True, 0.0, "batched"),
+        ("sdpa", "cpu", torch.float32, False, 0.0, 64, None, "per_sequence"),
+        ("eager", "cpu", torch.float32, False, 0.0, 64, None, "per_sequence"),
+        ("sdpa", "cpu", torch.float32, True, 0.0, 64, None, "batched"),
+        ("sdpa", "cuda", torch.bfloat16, False, 0.0, 64, (9, 0), "varlen_attn"),
+        ("sdpa", "cuda", torch.float16, False, 0.0, 64, (8, 0), "varlen_attn"),
+        ("sdpa", "cuda", torch.float16, False, 0.0, 64, (7, 5), "masked"),  # T4: no flash kernel before sm80
+        ("sdpa", "cuda", torch.float32, False, 0.0, 64, (9, 0), "masked"),  # flash kernels need half precision
+        ("sdpa", "cuda", torch.bfloat16, False, 0.1, 64, (9, 0), "masked"),  # varlen_attn has no dropout
+        ("sdpa", "cuda", torch.bfloat16, False, 0.0, 12, (9, 0), "masked"),  # head_dim not a multiple of 8
+        ("eager", "cuda", torch.bfloat16, False, 0.0, 64, (9, 0), "masked"),
+        ("sdpa", "mps", torch.float16, False, 0.0, 64, None, "masked"),
+        ("flash_attention_2", "cuda", torch.bfloat16, False, 0.0, 64, (9, 0), "flash_interface"),
+        ("sdpa", "cuda", torch.bfloat16, True, 0.0, 64, (9, 0), "batched"),
     ],
 )
-def test_attention_kernel_dispatch(implementation, device, dtype, equal, dropout, kernel):
+def test_attention_kernel_dispatch(monkeypatch, implementation, device, dtype, equal, dropout, head_dim, capability,
+                                   kernel):
     """Which kernel a packed batch uses: never a loop over sequences on an accelerator."""
-    assert modeling.varlen_attn is not None  # torch >= 2.9 ships it, CPU builds included
-    assert modeling.packed_attention_kernel(implementation, torch.device(device), dtype, equal, dropout) == kernel
+    monkeypatch.setattr(modeling, "varlen_attn", object())  # as where torch ships it (>= 2.9)
+    monkeypatch.setattr(modeling, "flash_capable", lambda device: capability >= (8, 0))
+    chosen = modeling.packed_attention_kernel(implementation, torch.device(device), dtype, equal, dropout, head_dim)
+    assert chosen == kernel
 
 
 @pytest.mark.parametrize("kernel", ["masked", "varlen_attn"])
@@ -284,6 +289,30 @@ def test_recorded_hidden_states_match_the_unrecorded_run(model):
     assert len(output.hidden_states) == 3
     torch.testing.assert_close(output.hidden_states[0], first)
     torch.testing.assert_close(output.last_hidden_state, embed(model, ids, mask), atol=1e-5, rtol=0)
+
+
+def test_float_masks_and_int32_positions_are_read_as_given(model):
+    ids, mask = padded([random_ids(1, 9)[0], random_ids(1, 4)[0]], "left")
+    positions = (mask.cumsum(1) - 1).clamp(min=0)
+    with torch.no_grad():
+        output = model(ids, attention_mask=mask.float(), position_ids=positions.int()).last_hidden_state
+    torch.testing.assert_close(output, embed(model, ids, mask), atol=1e-5, rtol=0)
+
+
+def test_flattened_batches_cannot_record_outputs(model):
+    offsets = torch.tensor([0, 5, 9], dtype=torch.int32)
+    with pytest.raises(ValueError, match="flattened batch"):
+        model(random_ids(1, 9), cu_seq_lens_q=offsets, output_hidden_states=True)
+
+
+def test_rows_without_tokens_pool_zeros():
+    torch.manual_seed(0)
+    classifier = NomicBertForSequenceClassification(tiny_config(num_labels=2)).eval()
+    ids, mask = random_ids(2, 5), torch.zeros(2, 5, dtype=torch.long)
+    with torch.no_grad():
+        expected = classifier.classifier(torch.tanh(classifier.bert.pooler.dense.bias)).expand(2, -1)
+        torch.testing.assert_close(classifier(ids, attention_mask=mask).logits, expected)
+        torch.testing.assert_close(classifier(ids, attention_mask=mask, output_hidden_states=True).logits, expected)
 
 
 def test_inputs_embeds_replace_the_word_embeddings(model):

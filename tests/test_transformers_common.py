@@ -29,7 +29,9 @@ try:
 except SourcesUnavailable as error:
     pytest.skip(f"transformers' test sources are unavailable: {error}", allow_module_level=True)
 
-ModelTesterMixin, ids_tensor, random_attention_mask = common.ModelTesterMixin, common.ids_tensor, common.random_attention_mask
+ModelTesterMixin, ids_tensor, random_attention_mask = (
+    common.ModelTesterMixin, common.ids_tensor, common.random_attention_mask
+)
 
 # Every model class of the modeling file (NomicBertForMaskedLM is another name of NomicBertForPreTraining).
 ALL_MODEL_CLASSES = (

@@ -18,8 +18,8 @@ One config.json serves two readers:
 
 * the KEY (config.json, ``to_dict``, constructor kwargs) is native's: the trained length, ``max_trained_positions``
   (2048), where native's dynamic-NTK RoPE starts scaling;
-* the ATTRIBUTE (``config.max_position_embeddings``) is ours and means what generic tools (sentence-transformers, TEI,
-  optimum) read it as: the longest input accepted, ``n_positions`` (8192). Setting it sets ``n_positions``, and so do
+* the ATTRIBUTE (``config.max_position_embeddings``) is ours and means what generic tools (sentence-transformers among
+  them) read it as: the longest input accepted, ``n_positions`` (8192). Setting it sets ``n_positions``, and so do
   ``from_pretrained(..., max_position_embeddings=...)`` overrides, which transformers applies as attributes.
 """
 
@@ -81,9 +81,6 @@ class NomicBertConfig(PreTrainedConfig):
     r"""
     Configuration of a NomicBERT encoder (nomic-bert-2048, nomic-embed-text-v1/v1.5). The defaults are nomic-bert-2048's
     architecture, set up to run at 8192 tokens.
-
-    One file, two readers for `max_position_embeddings`: the attribute is ours (`n_positions`, the input limit generic
-    tools read), the config.json key is native's (`max_trained_positions`, where dynamic NTK starts).
 
     Args:
         vocab_size (`int`, defaults to 30528): vocabulary size, rounded up to `pad_vocab_size_multiple`.
@@ -164,17 +161,14 @@ class NomicBertConfig(PreTrainedConfig):
             )
         if not 0.0 < self.rotary_emb_fraction <= 1.0:
             raise ValueError(f"rotary_emb_fraction = {self.rotary_emb_fraction} must be in (0, 1]")
-        if int(self.head_dim * self.rotary_emb_fraction) % 2:
+        rotary_dim = int(self.head_dim * self.rotary_emb_fraction)
+        if rotary_dim % 2 or rotary_dim < (4 if self.rotary_scaling_factor else 2):
             raise ValueError(
-                f"rotary_emb_fraction = {self.rotary_emb_fraction} gives an odd rotary dimension for head_dim "
-                f"{self.head_dim}"
+                f"rotary_emb_fraction = {self.rotary_emb_fraction} gives a rotary dimension of {rotary_dim} for "
+                f"head_dim {self.head_dim}; it must be even and at least 2 (4 with rotary_scaling_factor)"
             )
         if self.rotary_scaling_factor is not None and self.rotary_scaling_factor < 1:
             raise ValueError(f"rotary_scaling_factor = {self.rotary_scaling_factor} must be >= 1 (or None)")
-        if self.max_trained_positions > self.n_positions:
-            raise ValueError(
-                f"max_trained_positions = {self.max_trained_positions} exceeds n_positions = {self.n_positions}"
-            )
         for flag, supported in FIXED_FLAGS.items():
             if getattr(self, flag) != supported:
                 raise ValueError(f"{flag} = {getattr(self, flag)!r} is not supported (only {supported!r})")

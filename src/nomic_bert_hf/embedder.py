@@ -72,12 +72,9 @@ def freeze_matryoshka_norm(model: SentenceTransformer) -> None:
 
 def save_embedder(model: SentenceTransformer, output_dir: str | Path, overwrite: bool = False) -> Path:
     """Save a complete embedder folder: weights, the model's own code, tokenizer with `vocab.txt`, prompts and
-    `max_seq_length`.
-
-    Our own class does not need the recorded `max_seq_length` (its `config.max_position_embeddings` attribute is
-    `n_positions`, so a plain `model.save` also reloads at full length), but transformers' native class does: loaded
-    through sentence-transformers without `trust_remote_code`, it reads the config.json key `max_position_embeddings`
-    (the trained length, 2048) and would cap inputs there. Recording it keeps both readers at the same length."""
+    `max_seq_length`. This package's class reloads a plain `model.save` at full length too; the recorded
+    `max_seq_length` is for transformers' native class, which sentence-transformers would otherwise cap at the
+    config.json key `max_position_embeddings` (the trained length)."""
     with atomic_output_dir(output_dir, overwrite=overwrite) as staging:
         model.save_pretrained(str(staging))
         write_vocab(model.tokenizer, staging)

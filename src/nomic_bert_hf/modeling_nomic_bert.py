@@ -8,11 +8,12 @@ so their safetensors load without renaming.
 A batch takes one of two routes through the encoder, with the same results (fp32, within 1e-5):
 
 * Eager calls run on the real tokens only (`PackedSequences`). A padded batch is packed into one `[tokens, hidden]`
-  matrix for the linear layers, and attention runs within each sequence: one batched call when the lengths are equal;
-  otherwise PyTorch's variable-length flash attention (`varlen_attn`: CUDA, half precision), flash-attn's when the
-  model runs with a flash `attn_implementation`, one masked call on other accelerators, and one mask-free call per
-  sequence on CPU (the fastest CPU kernel). Padding costs no compute, and a text's output does not depend on what it
-  is batched with.
+  matrix for the linear layers, and attention runs within each sequence (`packed_attention_kernel` chooses): flash
+  attention's variable-length call when the model runs with a flash `attn_implementation`; one batched call when the
+  lengths are equal; otherwise PyTorch's variable-length flash attention (`varlen_attn`: CUDA sm80+, half precision),
+  one masked call over the re-padded sequences on other accelerators and dtypes, and one mask-free call per sequence
+  on CPU (the fastest CPU kernel), where sequences also go through the encoder in groups of about
+  `CPU_WORKING_TOKENS` tokens. A text's output does not depend on what it is batched with.
 * Under `torch.compile`, `torch.export` (and so `torch.onnx.export(dynamo=True)`) and `torch.jit.trace`, and when
   hidden states or attention weights are recorded, the padded batch runs as it is with a key-padding mask
   (`PaddedBatch`): no host synchronisation and no data-dependent Python branch, so one graph serves every batch size,
@@ -52,7 +53,7 @@ from .configuration_nomic_bert import GATED_ACTIVATIONS, NomicBertConfig
 # On CPU the packed route works on at most about this many tokens at a time: sequences are grouped up to it for the
 # whole encoder, and a longer sequence's MLP goes through in slices of it. Intermediates of that size are reused by
 # the allocator and stay in cache, where whole-batch ones are mapped afresh and faulted in on every call, which made a
-# batch slower than its texts one at a time (BENCHMARKS.md, "batched against one at a time").
+# batch slower than its texts one at a time (BENCHMARKS.md, "Batched against one at a time").
 CPU_WORKING_TOKENS = 1024
 
 try:  # PyTorch's own variable-length flash attention (torch >= 2.9; runs on CUDA)
@@ -79,7 +80,7 @@ def rotary_inv_freq(config: NomicBertConfig, lengths: torch.Tensor) -> torch.Ten
     alpha = config.rotary_scaling_factor
     if not alpha:
         return inv_freq
-    scale = alpha * lengths / config.max_trained_positions - (alpha - 1)
+    scale = alpha * lengths.clamp(min=config.max_trained_positions) / config.max_trained_positions - (alpha - 1)
     base = config.rotary_emb_base * scale ** (dim / (dim - 2))
     scaled = 1.0 / (base[..., None] ** exponents)
     return torch.where((lengths > config.max_trained_positions)[..., None], scaled, inv_freq)
@@ -119,14 +120,21 @@ def attention_interface(implementation: str | None):
     return ALL_ATTENTION_FUNCTIONS.get_interface(implementation or "sdpa", eager_attention_forward)
 
 
+def flash_capable(device: torch.device) -> bool:
+    """Whether PyTorch's flash kernels run on this CUDA device (compute capability 8.0 or newer)."""
+    return torch.cuda.get_device_capability(device) >= (8, 0)
+
+
 def packed_attention_kernel(
-    implementation: str | None, device: torch.device, dtype: torch.dtype, equal_lengths: bool, dropout: float
+    implementation: str | None, device: torch.device, dtype: torch.dtype, equal_lengths: bool, dropout: float,
+    head_dim: int = 64,
 ) -> str:
     """Which kernel attends over a packed batch (eager route):
 
     * `"flash_interface"`: the model runs with a flash `attn_implementation`: its variable-length call;
     * `"batched"`: every sequence has the same length: one call over `(sequences, length)`, no mask;
-    * `"varlen_attn"`: PyTorch's variable-length flash attention (sdpa models on CUDA, fp16/bf16, no dropout);
+    * `"varlen_attn"`: PyTorch's variable-length flash attention (sdpa models on CUDA sm80+, fp16/bf16, head_dim a
+      multiple of 8 up to 256, no dropout);
     * `"masked"`: one call over the re-padded sequences with a key mask (any other accelerator or dtype);
     * `"per_sequence"`: one mask-free call per sequence (CPU).
     """
@@ -136,8 +144,11 @@ def packed_attention_kernel(
         return "batched"
     if device.type == "cpu":
         return "per_sequence"
-    usable = varlen_attn is not None and device.type == "cuda" and dtype in (torch.float16, torch.bfloat16)
-    if (implementation or "sdpa") == "sdpa" and usable and dropout == 0.0:
+    usable = (
+        varlen_attn is not None and device.type == "cuda" and dtype in (torch.float16, torch.bfloat16)
+        and head_dim % 8 == 0 and head_dim <= 256 and dropout == 0.0
+    )
+    if (implementation or "sdpa") == "sdpa" and usable and flash_capable(device):
         return "varlen_attn"
     return "masked"
 
@@ -181,9 +192,9 @@ class PackedSequences:
             tokens += length
         offset = 0
         for first, end in zip(starts, starts[1:] + [len(self.lengths)]):
-            lengths = self.lengths[first:end]
-            yield slice(offset, offset + sum(lengths)), PackedSequences.from_lengths(torch.tensor(lengths))
-            offset += sum(lengths)
+            lengths = torch.tensor(self.lengths[first:end], dtype=torch.long)
+            yield slice(offset, offset + int(lengths.sum())), PackedSequences.from_lengths(lengths)
+            offset += int(lengths.sum())
 
     def pack(self, grid: torch.Tensor) -> torch.Tensor:
         """(batch, length, ...) -> (tokens, ...)."""
@@ -199,7 +210,9 @@ class PackedSequences:
 
     def first_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
         """The first token of each sequence (for the pooler); zeros for a sequence without tokens."""
-        first = tokens[self.cu_seqlens[:-1].long().clamp(max=max(tokens.shape[0] - 1, 0))]
+        if tokens.shape[0] == 0:
+            return tokens.new_zeros(len(self.lengths), tokens.shape[-1])
+        first = tokens[self.cu_seqlens[:-1].long().clamp(max=tokens.shape[0] - 1)]
         return first.masked_fill((self.cu_seqlens.diff() == 0)[:, None], 0.0)
 
     def attend(self, module: "NomicBertAttention", query, key, value) -> tuple[torch.Tensor, None]:
@@ -211,7 +224,9 @@ class PackedSequences:
         implementation = module.config._attn_implementation
         dropout = module.config.attn_pdrop if module.training else 0.0
         lengths, longest = self.lengths, max(self.lengths, default=0)
-        kernel = packed_attention_kernel(implementation, query.device, query.dtype, len(set(lengths)) <= 1, dropout)
+        kernel = packed_attention_kernel(
+            implementation, query.device, query.dtype, len(set(lengths)) <= 1, dropout, module.head_dim
+        )
         attention = attention_interface(implementation)
 
         def attend(q, k, v, mask=None, **extra):  # (batch, length, heads, dim) in and out
@@ -232,13 +247,15 @@ class PackedSequences:
             shape = (len(lengths), longest, *query.shape[1:])
             return attend(query.view(shape), key.view(shape), value.view(shape)).reshape(query.shape)
         if kernel == "varlen_attn":
-            return varlen_attn(query, key, value, self.cu_seqlens, self.cu_seqlens, longest, longest, scale=module.scaling)
+            offsets = self.cu_seqlens
+            return varlen_attn(query, key, value, offsets, offsets, longest, longest, scale=module.scaling)
         if kernel == "masked":
             grid = self.sequence_ids * longest + self.offsets
             mask = torch.zeros(len(lengths) * longest, dtype=torch.bool, device=query.device).index_fill(0, grid, True)
 
-            def pad(x):
-                return x.new_zeros(len(lengths) * longest, *x.shape[1:]).index_copy(0, grid, x).unflatten(0, (-1, longest))
+            def pad(x):  # (tokens, ...) -> (sequences, longest, ...)
+                padded = x.new_zeros(len(lengths) * longest, *x.shape[1:]).index_copy(0, grid, x)
+                return padded.unflatten(0, (-1, longest))
 
             mask = mask.view(len(lengths), 1, 1, longest)
             return attend(pad(query), pad(key), pad(value), mask).flatten(0, 1)[grid]
@@ -328,13 +345,15 @@ class NomicBertGatedMLP(nn.Module):
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         if hidden_states.device.type == "cpu" and hidden_states.dim() == 2:  # packed tokens (eager route)
-            in_place = not torch.is_grad_enabled()
-            return torch.cat([self.gated(part, in_place) for part in hidden_states.split(CPU_WORKING_TOKENS)])
+            parts = [self.gated(part, not torch.is_grad_enabled()) for part in hidden_states.split(CPU_WORKING_TOKENS)]
+            return torch.cat(parts) if len(parts) > 1 else parts[0]
         return self.gated(hidden_states)
 
     def gated(self, hidden_states: torch.Tensor, in_place: bool = False) -> torch.Tensor:
-        value, gate = self.fc11(hidden_states), self.activation(self.fc12(hidden_states))
-        return self.fc2(value.mul_(gate) if in_place else value * gate)
+        gate = self.activation(self.fc12(hidden_states))  # first, so that at most two (tokens, n_inner) are alive
+        product = self.fc11(hidden_states).mul_(gate) if in_place else self.fc11(hidden_states) * gate
+        del gate
+        return self.fc2(product)
 
 
 class NomicBertBlock(GradientCheckpointingLayer):
@@ -458,42 +477,48 @@ class NomicBertModel(NomicBertPreTrainedModel):
             )
         batch_size, seq_length = (input_ids if input_ids is not None else inputs_embeds).shape[:2]
         device = (input_ids if input_ids is not None else inputs_embeds).device
+        attention_mask = None if attention_mask is None else attention_mask.bool()
+        position_ids = None if position_ids is None else position_ids.long()
         records_attentions = kwargs.get("output_attentions", self.config.output_attentions)
         if runs_padded() or records_attentions or kwargs.get("output_hidden_states", self.config.output_hidden_states):
+            if cu_seq_lens_q is not None:
+                raise ValueError(
+                    "a flattened batch (cu_seq_lens_q) runs only in eager calls without recorded outputs; pass a "
+                    "padded batch with attention_mask to record hidden states or attentions, or to compile or export"
+                )
             if seq_length > self.config.n_positions:
                 raise ValueError(self._too_long(seq_length))
             mask = torch.ones(batch_size, seq_length, dtype=torch.bool, device=device)
-            layout = PaddedBatch(mask if attention_mask is None else attention_mask.bool(), bool(records_attentions))
+            layout = PaddedBatch(mask if attention_mask is None else attention_mask, bool(records_attentions))
             if position_ids is None:
                 position_ids = (layout.mask.cumsum(dim=1) - 1).clamp(min=0)
             else:
                 position_ids = position_ids.expand(batch_size, seq_length)
             lengths = position_ids.masked_fill(~layout.mask, 0).amax(dim=1) + 1
             inv_freq = rotary_inv_freq(self.config, lengths)[:, None, :]
-            embeddings = self.embeddings(input_ids, token_type_ids, inputs_embeds)
+            inputs = (input_ids, token_type_ids, inputs_embeds)
         else:
             layout = PackedSequences.from_batch(batch_size, seq_length, device, attention_mask, cu_seq_lens_q)
             if max(layout.lengths, default=0) > self.config.n_positions:
                 raise ValueError(self._too_long(max(layout.lengths)))
-            lengths = torch.tensor(layout.lengths, device=device)
+            lengths = layout.cu_seqlens.diff().long()
             if position_ids is None:
                 position_ids = layout.offsets
             else:
                 position_ids = layout.pack(position_ids.expand(batch_size, seq_length))
-                lengths = lengths.new_zeros(len(lengths)).scatter_reduce(0, layout.sequence_ids, position_ids + 1, "amax")
+                lengths = lengths.new_zeros(len(lengths))
+                lengths = lengths.scatter_reduce(0, layout.sequence_ids, position_ids + 1, "amax")
             inv_freq = rotary_inv_freq(self.config, lengths)[layout.sequence_ids]
-            embeddings = self.embeddings(
-                *(None if x is None else layout.pack(x) for x in (input_ids, token_type_ids, inputs_embeds))
-            )
+            inputs = tuple(None if x is None else layout.pack(x) for x in (input_ids, token_type_ids, inputs_embeds))
         cos, sin = rotary_cos_sin(position_ids, inv_freq)
-        hidden_states = self.emb_drop(self.emb_ln(embeddings))
-        if isinstance(layout, PackedSequences) and hidden_states.device.type == "cpu":
-            hidden_states = torch.cat([
-                self._encode(hidden_states[span], group, cos[span], sin[span])
+        if isinstance(layout, PackedSequences) and device.type == "cpu":
+            parts = [
+                self._encode(tuple(None if x is None else x[span] for x in inputs), group, cos[span], sin[span])
                 for span, group in layout.groups(CPU_WORKING_TOKENS)
-            ])
+            ]
+            hidden_states = torch.cat(parts) if len(parts) > 1 else parts[0]
         else:
-            hidden_states = self._encode(hidden_states, layout, cos, sin)
+            hidden_states = self._encode(inputs, layout, cos, sin)
 
         if isinstance(layout, PaddedBatch):
             last_hidden_state = torch.where(layout.mask[..., None], hidden_states, 0.0)
@@ -502,7 +527,10 @@ class NomicBertModel(NomicBertPreTrainedModel):
         pooled = self.pooler(layout.first_tokens(hidden_states)) if self.pooler is not None else None
         return BaseModelOutputWithPooling(last_hidden_state=last_hidden_state, pooler_output=pooled)
 
-    def _encode(self, hidden_states, layout: PackedSequences | PaddedBatch, cos, sin) -> torch.Tensor:
+    def _encode(self, inputs: tuple, layout: PackedSequences | PaddedBatch, cos, sin) -> torch.Tensor:
+        """Embeddings and every block, from `(input_ids, token_type_ids, inputs_embeds)` in the layout's shape. Only
+        the inputs outlive the call's activations (a group's embeddings are not kept while the others run)."""
+        hidden_states = self.emb_drop(self.emb_ln(self.embeddings(*inputs)))
         for layer in self.encoder.layers:
             hidden_states = layer(hidden_states, layout, cos, sin)
         return hidden_states
@@ -586,7 +614,9 @@ class NomicBertForPreTraining(NomicBertPreTrainedModel):
         loss = None
         if labels is not None:
             loss = self.loss_function(logits, labels, vocab_size=self.config.vocab_size, **kwargs)
-        return MaskedLMOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions)
+        return MaskedLMOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
 
 
 NomicBertForMaskedLM = NomicBertForPreTraining

@@ -415,3 +415,17 @@ def test_cpu_groups_of_sequences_give_each_sequence_alone(model):
     batch = embed(model, ids, mask)
     for row, sequence in enumerate(sequences):
         torch.testing.assert_close(real_rows(batch, mask, row), embed(model, sequence[None])[0], atol=1e-5, rtol=0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="varlen_attn's flash kernel runs on CUDA only")
+def test_gpu_packed_batches_match_the_cpu_model_within_bf16_error(model):
+    gpu = NomicBertModel(tiny_config()).eval()
+    gpu.load_state_dict(model.state_dict())
+    gpu.to("cuda", torch.bfloat16)
+    device = torch.device("cuda")
+    expected_kernel = "varlen_attn" if modeling.flash_capable(device) else "masked"
+    assert modeling.packed_attention_kernel("sdpa", device, torch.bfloat16, False, 0.0, 8) == expected_kernel
+    ids, mask = padded([random_ids(1, n, seed=n)[0] for n in (5, 300, 0, 2500)], "left")
+    with torch.no_grad():
+        output = gpu(ids.cuda(), attention_mask=mask.cuda()).last_hidden_state.float().cpu()
+    torch.testing.assert_close(output, embed(model, ids, mask), atol=0.1, rtol=0.05)

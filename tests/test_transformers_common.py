@@ -15,13 +15,12 @@ from unittest import mock
 import pytest
 import torch
 import transformers
+from parameterized import parameterized  # transformers' test_modeling_common needs it too (the [test] extra)
 
 import nomic_bert_hf.modeling_nomic_bert as modeling
 from nomic_bert_hf import NomicBertConfig
 from transformers_sources import SourcesUnavailable, import_module
 
-pytest.importorskip("parameterized", reason="transformers' test_modeling_common needs it: pip install -e '.[test]'")
-from parameterized import parameterized  # noqa: E402
 
 try:
     common = import_module("test_modeling_common")

@@ -287,9 +287,14 @@ class PaddedBatch:
         if implementation and "flash" in implementation:  # flash kernels take no mask here: sdpa instead
             implementation = "sdpa"
         # A row without any real token attends everywhere rather than nowhere (NaN); its output is zeroed anyway.
+        # Additive rather than boolean: every row keeps a key, so no NaN guard is needed (an exported graph would
+        # otherwise check every probability for NaN).
         keys = self.mask | ~self.mask.any(dim=1, keepdim=True)
+        bias = torch.zeros(keys.shape, dtype=query.dtype, device=query.device).masked_fill(
+            ~keys, torch.finfo(query.dtype).min
+        )
         return attention_interface(implementation)(
-            module, query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2), keys[:, None, None, :],
+            module, query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2), bias[:, None, None, :],
             dropout=module.config.attn_pdrop if module.training else 0.0, scaling=module.scaling,
         )
 

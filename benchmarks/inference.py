@@ -278,6 +278,14 @@ def encode_throughput(embedders: dict[str, Path], sequences, args, emit) -> dict
     return result
 
 
+def write_report(output: Path, report: dict, lines: list[str]) -> None:
+    """Writes the figures as JSON to `output` and the printed tables beside it as Markdown."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(report, indent=2) + "\n")
+    output.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print(f"\nwrote {output} and {output.with_suffix('.md')}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", choices=sorted(SIZES), default="137m")
@@ -349,11 +357,8 @@ def main():
         save_embedder(build_embedder(workdir / "encoder"), workdir / "embedder")
         report["encode"] = encode_throughput(encoders, sequences, args, emit)
 
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2) + "\n")
-    args.output.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    write_report(args.output, report, lines)
     shutil.rmtree(workdir)
-    print(f"\nwrote {args.output} and {args.output.with_suffix('.md')}")
 
 
 if __name__ == "__main__":

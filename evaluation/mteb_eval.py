@@ -4,6 +4,7 @@ Usage:
     python evaluation/mteb_eval.py evaluation/configs/mteb_eval/default.yaml --model runs/nomic-embed-text/final
     python evaluation/mteb_eval.py evaluation/configs/mteb_eval/published.yaml --model myorg/nomic-embed-text
     python evaluation/mteb_eval.py --model nomic-embed-text --tasks STSBenchmark "MTEB(eng, v2)" data/eval/manpages
+    python evaluation/mteb_eval.py --model nomic-embed-text --tasks SciFact --precisions float32 int8 binary
 
 `--model` is an embedder folder or a Hub id; `--tasks` takes mteb task names, mteb benchmark names and local task
 folders (see `nomic_bert_hf.evaluation.local_tasks`). Prompts: search_query/search_document for Retrieval and
@@ -11,14 +12,35 @@ Reranking, clustering for Clustering, classification for the rest; embeddings no
 Results are cached per model name and revision in `output_dir` (mteb's layout), so an interrupted run continues
 where it stopped and a finished one is not recomputed. The table is printed and written as `summary.md` next to
 mteb's files, with the resolved `config.yaml`.
+
+`precisions` adds retrieval on quantized embeddings: int8 and binary runs score the Retrieval and Reranking tasks
+(`nomic_bert_hf.evaluation.quantization`) into their own experiment folder (`.../experiments/precision_int8/`),
+cached like the float32 run, and the table of each task's score per precision is printed and saved as
+`precisions.md` in the quantized runs' folders.
 """
 
 import logging
 from dataclasses import dataclass, field
 
 from nomic_bert_hf.configs import parse_config, save_config
-from nomic_bert_hf.evaluation import embedder_model_meta, evaluate_embedder, find_runs, resolve_tasks, run_folder
-from nomic_bert_hf.evaluation.results import category_rows, markdown_category_table, markdown_task_table, task_rows
+from nomic_bert_hf.evaluation import (
+    check_precisions,
+    embedder_model_meta,
+    evaluate_embedder,
+    find_runs,
+    quantizable,
+    resolve_tasks,
+    run_folder,
+)
+from nomic_bert_hf.evaluation.results import (
+    category_rows,
+    markdown_category_table,
+    markdown_precision_table,
+    markdown_task_table,
+    other_settings,
+    precision_scores,
+    task_rows,
+)
 
 
 @dataclass
@@ -32,34 +54,65 @@ class MtebEvalConfig:
     batch_size: int = 32
     output_dir: str = "results/mteb"
     overwrite_strategy: str = field(default="only-missing", metadata={"help": "only-missing | always | never"})
+    precisions: list[str] = field(default_factory=lambda: ["float32"],
+                                  metadata={"help": "float32 | int8 | binary; int8 and binary score retrieval only"})
 
 
-def main(args=None):
-    (config,) = parse_config([MtebEvalConfig], args)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-    # 1. Describe the model for mteb: name, revision, dimensions, and the protocol's loader
-    meta = embedder_model_meta(config.model, name=config.model_name, revision=config.revision,
-                               max_seq_length=config.max_seq_length, embed_dim=config.embed_dim)
-
-    # 2. Choose the tasks
-    tasks = resolve_tasks(config.tasks)
-
-    # 3. Evaluate through mteb.evaluate; finished tasks come from the cache
+def report(config: MtebEvalConfig, meta, tasks) -> list[dict]:
+    """Evaluate one setting, then print and record its scores per task and per task type beside mteb's files."""
     result = evaluate_embedder(meta, tasks, results_dir=config.output_dir, batch_size=config.batch_size,
                                overwrite_strategy=config.overwrite_strategy)
     for error in result.exceptions or []:
         logging.error("%s failed: %s", error.task_name, error.exception)
-
-    # 4. Report the scores mteb wrote, per task and per task type, and record the config beside them
     folder = run_folder(config.output_dir, meta)
     run = next(run for run in find_runs(config.output_dir, revision=meta.revision, model_name=meta.name)
                if run.folder.resolve() == folder.resolve())
     rows = [row for row in task_rows(run, config.output_dir) if row["task"] in {t.metadata.name for t in tasks}]
     summary = f"{markdown_task_table(rows)}\n\n{markdown_category_table(category_rows(rows))}\n"
-    (folder / "summary.md").write_text(f"# {meta.name} ({meta.revision})\n\n{summary}")
+    title = f"{meta.name} ({meta.revision})" + (f" {meta.experiment_name}" if meta.experiment_name else "")
+    (folder / "summary.md").write_text(f"# {title}\n\n{summary}")
     save_config(folder, config)
-    print(f"\n{meta.name} ({meta.revision}), results in {folder}\n\n{summary}")
+    print(f"\n{title}, results in {folder}\n\n{summary}")
+    return rows
+
+
+def report_precisions(config: MtebEvalConfig, meta, folders: list) -> None:
+    """The quantized tasks' scores per precision, printed and saved as `precisions.md` in the quantized runs."""
+    runs = find_runs(config.output_dir, revision=meta.revision, model_name=meta.name)
+    table = markdown_precision_table(precision_scores(runs, other_settings(meta.experiment_kwargs)))
+    for folder in folders:
+        (folder / "precisions.md").write_text(f"# {meta.name} ({meta.revision}), by precision\n\n{table}\n")
+    print(f"\n{meta.name} ({meta.revision}), main score by embedding precision\n\n{table}\n")
+
+
+def main(args=None):
+    (config,) = parse_config([MtebEvalConfig], args)
+    precisions = check_precisions(config.precisions)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    # 1. Choose the tasks; quantized embeddings are scored on the retrieval-like ones
+    tasks = resolve_tasks(config.tasks)
+    rows, quantized_folders = [], []
+    for precision in precisions:
+        precision_tasks = tasks if precision == "float32" else quantizable(tasks)
+        if not precision_tasks:
+            logging.warning("no Retrieval or Reranking task to score on %s embeddings", precision)
+            continue
+
+        # 2. Describe the model for mteb: name, revision, dimensions, precision, and the protocol's loader
+        meta = embedder_model_meta(config.model, name=config.model_name, revision=config.revision,
+                                   max_seq_length=config.max_seq_length, embed_dim=config.embed_dim,
+                                   precision=precision)
+
+        # 3. Evaluate through mteb.evaluate (finished tasks come from the cache) and report the scores
+        precision_rows = report(config, meta, precision_tasks)
+        rows = rows or precision_rows  # the first precision's (float32 by default)
+        if precision != "float32":
+            quantized_folders.append(run_folder(config.output_dir, meta))
+
+    # 4. Quantized runs: each task's score per precision, beside float32
+    if quantized_folders:
+        report_precisions(config, meta, quantized_folders)
     return rows
 
 

@@ -5,6 +5,7 @@ hundred rows of real text per split (the standard library's docstrings, `contras
 The split names come from the published configs themselves, so a copy always matches what those configs read.
 """
 
+import shutil
 from pathlib import Path
 
 import datasets
@@ -95,3 +96,15 @@ def packed_sequences(pairs: list[dict], tokenizer, length: int, count: int) -> d
 
 def _take(rows: list, start: int, count: int) -> list:
     return [rows[(start + i) % len(rows)] for i in range(count)]
+
+
+def cache_as_hub_model(folder: Path, repo_id: str) -> None:
+    """`folder` in the Hub cache as a download of model `repo_id` leaves it (snapshot and `refs/main`): offline runs
+    resolve the id from there."""
+    from huggingface_hub.constants import HF_HUB_CACHE
+
+    repo = Path(HF_HUB_CACHE) / f"models--{repo_id.replace('/', '--')}"
+    commit = "0" * 40
+    (repo / "refs").mkdir(parents=True, exist_ok=True)
+    (repo / "refs" / "main").write_text(commit)
+    shutil.copytree(folder, repo / "snapshots" / commit, dirs_exist_ok=True)

@@ -104,6 +104,7 @@ def test_card_documents_usage_training_data_and_citations(published):
                     "learning_rate: 2.0e-05", "| wordnet-base | 1:3.0-37 | WordNet | 1200 | ab12 |",
                     "eprint = {2402.01613}", "@misc{test_org_nomic_embed_text"):
         assert snippet in text, snippet
+    assert "### ONNX" not in text and not (published[0] / "onnx").exists()  # only with --onnx / --onnx-int8
 
 
 def test_the_template_at_the_repo_root_is_the_one_the_package_renders():
@@ -177,3 +178,25 @@ def test_card_follows_the_stages_back_and_reports_glue(model_dir, tmp_path):
     assert "| stsb | pearson | 0.900 |" in card.text and "| cola | matthews_correlation | 0.500 |" in card.text
     assert "No MTEB results were recorded for these weights." in card.text
     assert yaml.safe_load((folder / "training_configs" / "1_mlm.yaml").read_text())["mlm_probability"] == 0.3
+
+
+def test_onnx_graphs_travel_with_the_folder_and_the_card_says_how_to_run_them(model_dir, tmp_path):
+    """`--onnx-int8`: both graphs in onnx/, checked in the fresh process, and the card's onnxruntime-only snippet,
+    run against the folder as a Hub download, gives the sentence-transformers embedding."""
+    import numpy as np
+    from hub_copies import cache_as_hub_model
+    from sentence_transformers import SentenceTransformer
+
+    folder = main([str(model_dir), "--repo-id", REPO_ID, "--output-dir", str(tmp_path / "nomic-embed-text"),
+                   "--dry-run", "--onnx-int8"])
+    assert sorted(path.name for path in (folder / "onnx").iterdir()) == ["model.onnx", "model_qint8.onnx"]
+    report = validate_repo_folder(folder)
+    assert set(report["onnx"]) == {"model.onnx", "model_qint8.onnx"} and report["onnx"]["model.onnx"][0] <= 1e-4
+    text = (folder / "README.md").read_text()
+    assert 'load_onnx_embedder("test-org/nomic-embed-text", "onnx/model_qint8.onnx")' in text
+    snippet = text.split("With onnxruntime and a tokenizer only:")[1].split("```python")[1].split("```")[0]
+    cache_as_hub_model(folder, REPO_ID)
+    namespace = {}
+    exec(snippet, namespace)
+    expected = SentenceTransformer(str(folder), trust_remote_code=True).encode_query(["What is TSNE?"])
+    assert float((namespace["embedding"] * expected).sum()) >= 0.99  # int8: close to, not equal to, fp32

@@ -59,7 +59,10 @@ from nomic_bert_hf.evaluation.results import (
     category_rows,
     find_runs,
     markdown_category_table,
+    markdown_precision_table,
     markdown_task_table,
+    other_settings,
+    precision_scores,
     task_rows,
 )
 from nomic_bert_hf.pipeline import (
@@ -342,6 +345,9 @@ def main(args=None):
     runs = find_runs(results_dir, revision=digest, model_name=config.repo_id)
     rows = task_rows(runs[0], results_dir) if runs else []
     table = f"{markdown_task_table(rows)}\n\n{markdown_category_table(category_rows(rows))}\n"
+    precisions = precision_scores(runs, other_settings(runs[0].experiment)) if runs else {}
+    if precisions:  # retrieval on quantized embeddings
+        table += f"\n{markdown_precision_table(precisions)}\n"
     (root / "results.md").write_text(f"# {config.repo_id} ({digest})\n\n{table}")
     (root / "results.json").write_text(json.dumps({"model": config.repo_id, "revision": digest, "tasks": rows},
                                                   indent=2) + "\n")

@@ -42,9 +42,21 @@ from .evaluation.results import (
     length_scores,
     markdown_category_table,
     markdown_length_table,
+    markdown_precision_table,
     markdown_table,
     markdown_task_table,
+    precision_scores,
     task_rows,
+)
+from .onnx_export import (
+    DEFAULT_OPSET,
+    FP32_FILE,
+    FP32_TOLERANCE,
+    INT8_MIN_COSINE,
+    ONNX_DIR,
+    QUANTIZED_FILES,
+    load_encoder,
+    write_graphs,
 )
 
 logger = logging.getLogger(__name__)
@@ -60,7 +72,7 @@ PROMPT_USES = {
     "clustering": ("Grouping texts, topic discovery", '`encode(texts, prompt_name="clustering")`'),
 }
 VALIDATION_SCRIPT = """
-import json, sys
+import json, os, sys
 sys.modules["nomic_bert_hf"] = None  # the folder must work without the package that built it
 import torch
 from sentence_transformers import SentenceTransformer
@@ -73,7 +85,18 @@ encoder = AutoModel.from_pretrained(name, trust_remote_code=True).eval()
 batch = AutoTokenizer.from_pretrained(name)(texts, padding=True, return_tensors="pt")
 with torch.no_grad():
     hidden = encoder(**batch).last_hidden_state
+onnx_checks = {}  # every graph in onnx/: max abs difference and min cosine of its mean-pooled embeddings
+if os.path.isdir(os.path.join(name, "onnx")):
+    import onnxruntime
+    mask = batch["attention_mask"][..., None].float()
+    pool = lambda states: torch.nn.functional.normalize((states * mask).sum(1) / mask.sum(1), dim=-1)
+    for file in sorted(os.listdir(os.path.join(name, "onnx"))):
+        session = onnxruntime.InferenceSession(os.path.join(name, "onnx", file), providers=["CPUExecutionProvider"])
+        feeds = {graph_input.name: batch[graph_input.name].numpy() for graph_input in session.get_inputs()}
+        got, expected = pool(torch.from_numpy(session.run(["last_hidden_state"], feeds)[0])), pool(hidden)
+        onnx_checks[file] = [float((got - expected).abs().max()), float((got * expected).sum(-1).min())]
 print(json.dumps({
+    "onnx": onnx_checks,
     "dimension": int(queries.shape[1]),
     "max_seq_length": trusted.max_seq_length,
     "prompts": trusted.prompts,
@@ -206,7 +229,8 @@ def eval_results(rows: list[dict], split_of: dict[str, str], config: str | None 
 
 
 def evaluation_section(runs: list[tuple[Path, EvaluationRun]]) -> tuple[dict, list[EvalResult]]:
-    """Card variables and `model-index` entries for the standard run and the sequence-length runs."""
+    """Card variables, and `model-index` entries for the standard run and the sequence-length runs (the quantized
+    runs only get their table: `model-index` holds the float32 scores)."""
     standard_rows, results, versions, splits = {}, [], set(), {}
     for results_dir, run in runs:
         for result in run.results.values():
@@ -224,8 +248,10 @@ def evaluation_section(runs: list[tuple[Path, EvaluationRun]]) -> tuple[dict, li
         for length, score in by_length.items():
             row = {**info_by_task[task], "score": score}
             results += eval_results([row], splits, config=f"max_seq_length={length}")
+    precisions = precision_scores([run for _, run in runs])
     variables = {
         "mteb_version": ", ".join(sorted(v for v in versions if v)) or "unknown",
+        "quantized_table": markdown_precision_table(precisions) if precisions else "",
         "mteb_task_table": markdown_task_table(rows) if rows else "",
         "mteb_category_table": markdown_category_table(category_rows(rows)) if rows else "",
         "long_context_table": markdown_length_table(lengths) if lengths else "",
@@ -243,7 +269,7 @@ def model_citation(repo_id: str) -> str:
 
 def render_card(model_dir: Path, info: EmbedderInfo, *, repo_id: str, license: str, stages: list[dict],
                 runs: list[tuple[Path, EvaluationRun]], manifest_path: Path | None, glue_path: Path | None,
-                folder_name: str) -> ModelCard:
+                folder_name: str, onnx_files: list[str] = ()) -> ModelCard:
     config = json.loads((model_dir / "config.json").read_text())
     settings = json.loads((model_dir / "sentence_bert_config.json").read_text())
     variables, results = evaluation_section(runs)
@@ -275,6 +301,8 @@ def render_card(model_dir: Path, info: EmbedderInfo, *, repo_id: str, license: s
         matryoshka=info.matryoshka,
         matryoshka_dims=matryoshka_dims(model_dir, info.dimension, info.matryoshka),
         prompt_rows=prompt_rows,
+        onnx_files=list(onnx_files),
+        quantized_file=QUANTIZED_FILES["int8"],
         stages=stages,
         data_section=render_manifest(read_structured(manifest_path)) if manifest_path else
         "No data manifest was saved with this model; the training configs above name the data.",
@@ -320,9 +348,12 @@ def build_repo_folder(
     data_manifest: str | Path | None = None,
     training_configs: list[str | Path] = (),
     license: str = "apache-2.0",
+    onnx: bool = False,
+    onnx_int8: bool = False,
     overwrite: bool = False,
 ) -> Path:
-    """Write the complete Hub repository folder for the embedder in `model_dir` to `output_dir` (atomically)."""
+    """Write the complete Hub repository folder for the embedder in `model_dir` to `output_dir` (atomically);
+    with `onnx` / `onnx_int8` also `onnx/model.onnx` / and `onnx/model_qint8.onnx` (`nomic_bert_hf.onnx_export`)."""
     model_dir = require_embedder_folder(model_dir)
     check_self_contained(model_dir)
     info = embedder_info(model_dir)
@@ -330,10 +361,17 @@ def build_repo_folder(
     stages = training_stages(model_dir, [Path(path) for path in training_configs])
     runs = matching_runs([Path(path) for path in results_dirs], info.weights_digest)
     glue_path = Path(glue_results) if glue_results else None
+    quantize = ["int8"] if onnx_int8 else []
+    onnx_files = [FP32_FILE, *(QUANTIZED_FILES[mode] for mode in quantize)] if onnx or onnx_int8 else []
     card = render_card(model_dir, info, repo_id=repo_id, license=license, stages=stages, runs=runs,
-                       manifest_path=manifest, glue_path=glue_path, folder_name=Path(output_dir).name)
+                       manifest_path=manifest, glue_path=glue_path, folder_name=Path(output_dir).name,
+                       onnx_files=onnx_files)
     with atomic_output_dir(output_dir, overwrite=overwrite) as staging:
         copy_model_files(model_dir, staging)
+        if onnx_files:
+            (staging / ONNX_DIR).mkdir()
+            write_graphs(load_encoder(model_dir), staging / ONNX_DIR, quantize=quantize, optimize=False,
+                         opset=DEFAULT_OPSET)
         card.save(staging / "README.md")
         if manifest is not None:
             shutil.copy2(manifest, staging / f"data_manifest{manifest.suffix}")
@@ -358,7 +396,12 @@ def validate_repo_folder(folder: str | Path) -> dict:
     if process.returncode != 0:
         raise RuntimeError(f"{folder} does not load in a fresh process:\n{process.stderr[-4000:]}")
     report = json.loads(process.stdout.strip().splitlines()[-1])
-    if report["native_difference"] > 1e-4 or not report["automodel_finite"] or report["query_document_difference"] == 0:
+    graphs_wrong = any(
+        (file == FP32_FILE and difference > FP32_TOLERANCE) or cosine < INT8_MIN_COSINE
+        for file, (difference, cosine) in report["onnx"].items()
+    )
+    if (report["native_difference"] > 1e-4 or not report["automodel_finite"] or report["query_document_difference"] == 0
+            or graphs_wrong):
         raise RuntimeError(f"{folder} loads but behaves wrongly: {report}")
     return report
 
@@ -383,6 +426,8 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--data-manifest", help=f"data manifest (default: {' or '.join(MANIFEST_NAMES)} in model_dir)")
     parser.add_argument("--training-config", nargs="*", default=[], help="further stage configs to show in the card")
     parser.add_argument("--license", default="apache-2.0")
+    parser.add_argument("--onnx", action="store_true", help="include onnx/model.onnx (nomic-bert-export's graph)")
+    parser.add_argument("--onnx-int8", action="store_true", help="include onnx/model.onnx and its int8 quantization")
     parser.add_argument("--dry-run", action="store_true", help="write and validate the folder, upload nothing")
     parser.add_argument("--token", help="Hub token (default: HF_TOKEN or the one saved by `hf auth login`)")
     parser.add_argument("--private", action="store_true")
@@ -411,7 +456,8 @@ def main(argv: list[str] | None = None) -> Path:
 
     folder = build_repo_folder(model_dir, output_dir, repo_id=args.repo_id, results_dirs=args.results,
                                glue_results=args.glue_results, data_manifest=args.data_manifest,
-                               training_configs=args.training_config, license=args.license, overwrite=args.overwrite)
+                               training_configs=args.training_config, license=args.license, onnx=args.onnx,
+                               onnx_int8=args.onnx_int8, overwrite=args.overwrite)
     report = validate_repo_folder(folder)
     logger.info("%s loads in a fresh offline process: %s", folder, report)
     if api is not None:

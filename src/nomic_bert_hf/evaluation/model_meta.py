@@ -1,7 +1,7 @@
 """mteb's description of a NomicBERT embedder (`ModelMeta`): who was evaluated, and how to load it for evaluation.
 
 mteb files results under `results/<name>/<revision>/`; settings that differ from Nomic's protocol (another sequence
-length, a Matryoshka dimension, a dynamic NTK factor) go into `experiment_kwargs`, so those results land in
+length, a Matryoshka dimension, a dynamic NTK factor, int8 or binary retrieval) go into `experiment_kwargs`, so those results land in
 `.../experiments/<settings>/` and never mix with the standard run. mteb passes the same settings to the loader.
 
 A local folder's revision is a digest of its weights (`sha256-...`); a Hub model's revision is the commit.
@@ -17,7 +17,8 @@ from mteb.models.model_meta import ModelMeta, ScoringFunction
 from ..configs import CONFIG_FILE
 from ..embedder import MATRYOSHKA_DIMS
 from ..embedder_folder import embedder_info, weights_digest
-from .protocol import PROTOCOL_MAX_SEQ_LENGTH, PROTOCOL_PROMPTS, NomicEncoder
+from .protocol import PROTOCOL_MAX_SEQ_LENGTH, PROTOCOL_PROMPTS
+from .quantization import check_precisions, load_encoder
 
 NOMIC_CITATION = """@article{nussbaum2024nomic,
   title = {Nomic Embed: Training a Reproducible Long Context Text Embedder},
@@ -75,6 +76,7 @@ def embedder_model_meta(
     max_seq_length: int = PROTOCOL_MAX_SEQ_LENGTH,
     embed_dim: int | None = None,
     rotary_scaling_factor: float | None = None,
+    precision: str = "float32",
     model_prompts: dict[str, str] | None = None,
     license: str = "apache-2.0",
     training_datasets: set[str] | None = None,
@@ -85,8 +87,10 @@ def embedder_model_meta(
     """A `ModelMeta` whose loader evaluates the embedder with Nomic's protocol at `max_seq_length` tokens.
 
     `training_datasets` names the mteb tasks whose data the model saw (mteb flags those results as not zero-shot);
-    the default, an empty set, states that it saw none. `embed_dim` evaluates a Matryoshka truncation.
+    the default, an empty set, states that it saw none. `embed_dim` evaluates a Matryoshka truncation; `precision`
+    (int8, binary) searches quantized embeddings in retrieval (`nomic_bert_hf.evaluation.quantization`).
     """
+    check_precisions([precision])
     folder, revision = resolve_model(model_name_or_path, revision)
     info = embedder_info(folder)
     dims = matryoshka_dims(folder, info.dimension, info.matryoshka)
@@ -99,11 +103,12 @@ def embedder_model_meta(
         "max_seq_length": max_seq_length if max_seq_length != PROTOCOL_MAX_SEQ_LENGTH else None,
         "embed_dim": embed_dim if embed_dim != info.dimension else None,
         "rotary_scaling_factor": rotary_scaling_factor,
+        "precision": precision if precision != "float32" else None,
     }
     experiment = {key: value for key, value in experiment.items() if value is not None}
     source = str(folder if Path(model_name_or_path).is_dir() else model_name_or_path)
     return ModelMeta(
-        loader=NomicEncoder,
+        loader=load_encoder,
         loader_kwargs={
             "model_name_or_path": source,
             "model_prompts": dict(model_prompts or PROTOCOL_PROMPTS),

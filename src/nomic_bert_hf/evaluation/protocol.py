@@ -37,7 +37,8 @@ class NomicEncoder(SentenceTransformerEncoderWrapper):
 
     The model's final `Normalize` module is taken off and applied per task instead, so classification sees the
     unnormalised (for Matryoshka models: layer-normed) vectors; with `embed_dim` the vectors are truncated first.
-    This is the `loader` of the `ModelMeta` that `nomic_bert_hf.evaluation.embedder_model_meta` builds.
+    The `ModelMeta` of `nomic_bert_hf.evaluation.embedder_model_meta` loads it (through `quantization.load_encoder`,
+    which adds a quantized search index for int8 and binary retrieval).
     """
 
     def __init__(

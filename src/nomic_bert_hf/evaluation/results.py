@@ -1,4 +1,5 @@
-"""Reading mteb's result files back and summarising them: per task, per task type, and by sequence length.
+"""Reading mteb's result files back and summarising them: per task, per task type, by sequence length and by
+embedding precision.
 
 mteb writes bare `NaN` into its JSON (metrics that are undefined for a task, such as nAUC with a single relevant
 document); Python's and pydantic's JSON readers accept it, and every table here shows a missing or undefined score as
@@ -17,6 +18,7 @@ from mteb.results import TaskResult
 
 from .harness import TASK_METADATA_DIR
 from .protocol import PROTOCOL_MAX_SEQ_LENGTH
+from .quantization import PRECISIONS
 
 LENGTH_KEYS = {"max_seq_length", "rotary_scaling_factor"}  # experiments that only change the context length
 
@@ -42,6 +44,10 @@ class EvaluationRun:
     @property
     def max_seq_length(self) -> int:
         return int(self.experiment.get("max_seq_length", PROTOCOL_MAX_SEQ_LENGTH))
+
+    @property
+    def precision(self) -> str:
+        return self.experiment.get("precision", PRECISIONS[0])
 
 
 def find_runs(results_dir: str | Path, *, revision: str | None = None, model_name: str | None = None) -> list[EvaluationRun]:
@@ -123,6 +129,50 @@ def length_scores(runs: list[EvaluationRun]) -> dict[str, dict[int, float | None
         for task in long_tasks & set(run.results):
             table[task][run.max_seq_length] = run.score(task)
     return table
+
+
+def other_settings(experiment: dict | None) -> dict:
+    """An experiment's settings other than the embedding precision."""
+    return {key: value for key, value in (experiment or {}).items() if key != "precision"}
+
+
+def precision_scores(runs: list[EvaluationRun], settings: dict | None = None) -> dict[str, dict[str, float | None]]:
+    """task -> {precision: score} for the tasks evaluated on quantized embeddings, among the runs whose other
+    settings are `settings` (default: Nomic's protocol); the float32 run of those settings supplies that column."""
+    precision_runs = [run for run in runs if other_settings(run.experiment) == (settings or {})]
+    quantized_tasks = {task for run in precision_runs if "precision" in run.experiment for task in run.results}
+    table: dict[str, dict[str, float | None]] = {task: {} for task in sorted(quantized_tasks)}
+    for run in precision_runs:
+        for task in quantized_tasks & set(run.results):
+            table[task][run.precision] = run.score(task)
+    return table
+
+
+def column_mean(table: dict[str, dict[str, float | None]], precision: str) -> float | None:
+    """The mean over every task, None unless every task has a score."""
+    values = [scores.get(precision) for scores in table.values()]
+    return mean(values) if values and None not in values else None
+
+
+def markdown_precision_table(table: dict[str, dict[str, float | None]]) -> str:
+    """Main score per task and precision (x100), each quantized score's difference to float32, and the means."""
+    reference = PRECISIONS[0]
+    precisions = [precision for precision in PRECISIONS if any(precision in scores for scores in table.values())]
+    headers = ["Task"]
+    for precision in precisions:
+        headers += [precision] if precision == reference else [precision, f"{precision} - {reference}"]
+
+    def cells(scores: dict[str, float | None]) -> list[str]:
+        row = []
+        for precision in precisions:
+            row.append(percent(scores.get(precision)))
+            if precision != reference:
+                value, base = scores.get(precision), scores.get(reference)
+                row.append("n/a" if value is None or base is None else f"{100 * (value - base):+.2f}")
+        return row
+
+    means = {precision: column_mean(table, precision) for precision in precisions}
+    return markdown_table(headers, [[task, *cells(scores)] for task, scores in table.items()] + [["Mean", *cells(means)]])
 
 
 def markdown_task_table(rows: list[dict]) -> str:

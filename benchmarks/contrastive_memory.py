@@ -57,8 +57,8 @@ def worker(loss_name: str, batch_size: int, steps: int, mini_batch_size: int) ->
     )
 
     from nomic_bert_hf import NomicBertConfig, NomicBertModel
-    from nomic_bert_hf.embedder import build_embedder
-    from nomic_bert_hf.tokenization import bert_uncased_tokenizer, save_tokenizer
+    from nomic_bert_hf.model.embedder import build_embedder
+    from nomic_bert_hf.model.tokenization import bert_uncased_tokenizer, save_tokenizer
 
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as folder:

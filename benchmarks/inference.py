@@ -43,8 +43,8 @@ import torch
 import transformers
 
 from nomic_bert_hf import NomicBertConfig, NomicBertForPreTraining, NomicBertModel
-from nomic_bert_hf.embedder import build_embedder, save_embedder
-from nomic_bert_hf.tokenization import bert_uncased_tokenizer, save_tokenizer
+from nomic_bert_hf.model.embedder import build_embedder, save_embedder
+from nomic_bert_hf.model.tokenization import bert_uncased_tokenizer, save_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = {"137m": {}, "tiny": {"n_embd": 256, "n_layer": 4, "n_head": 4, "n_inner": 1024}}

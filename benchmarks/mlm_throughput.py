@@ -3,7 +3,7 @@
     python benchmarks/mlm_throughput.py
     python benchmarks/mlm_throughput.py --configs tiny cpu-small nomic-bert-2048 --repeats 5 --threads 1
 
-Both models get the same weights (the native one is written by `nomic_bert_hf.convert.to_native`, i.e.
+Both models get the same weights (the native one is written by `nomic_bert_hf.model.convert.to_native`, i.e.
 `native_state_dict`, whose extra head biases are zero, and read back with `from_pretrained`), the same optimizer
 (AdamW) and the same batches (30% masking). A step is forward, backward and optimizer step; tokens/s counts every
 input token. Ours decodes only the masked positions (`dense_seq_output`); the native head decodes every token.
@@ -24,9 +24,9 @@ import transformers
 import yaml
 
 from nomic_bert_hf import NomicBertConfig, NomicBertForPreTraining
-from nomic_bert_hf.convert import to_native
-from nomic_bert_hf.mlm_data import MaskingCollator
-from nomic_bert_hf.tokenization import bert_uncased_tokenizer
+from nomic_bert_hf.data.mlm_data import MaskingCollator
+from nomic_bert_hf.model.convert import to_native
+from nomic_bert_hf.model.tokenization import bert_uncased_tokenizer
 
 CONFIGS = Path(__file__).resolve().parents[1] / "training" / "configs" / "mlm"
 ARCHITECTURE = ("n_embd", "n_layer", "n_head", "n_inner", "resid_pdrop", "embd_pdrop", "attn_pdrop")

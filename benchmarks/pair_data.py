@@ -29,13 +29,13 @@ import torch
 import yaml
 
 from nomic_bert_hf import NomicBertConfig, NomicBertModel
-from nomic_bert_hf.corpus import Corpus
-from nomic_bert_hf.embedder import build_embedder
-from nomic_bert_hf.hub_data import inspect_split
-from nomic_bert_hf.pair_data import pair_columns, source_prompts
-from nomic_bert_hf.pair_stream import SingleSourceStream, StreamSource
-from nomic_bert_hf.sampler import single_source_sampler
-from nomic_bert_hf.tokenization import bert_uncased_tokenizer, save_tokenizer
+from nomic_bert_hf.data.corpus import Corpus
+from nomic_bert_hf.data.hub_data import inspect_split
+from nomic_bert_hf.data.pair_data import pair_columns, source_prompts
+from nomic_bert_hf.data.pair_stream import SingleSourceStream, StreamSource
+from nomic_bert_hf.data.sampler import single_source_sampler
+from nomic_bert_hf.model.embedder import build_embedder
+from nomic_bert_hf.model.tokenization import bert_uncased_tokenizer, save_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE_PAIRS, RECIPE_SECONDS, RECIPE_GPUS = 234_553_344, 3.5 * 86_400, 8
@@ -45,7 +45,7 @@ TASKS = ("search", "clustering", "classification")
 def build_copy(folder: Path, rows: int, sources: int, files: int = 4, seed: int = 0) -> Path:
     """The local copy (step 1): the corpus's stage-2 queries, each with a document cut from the corpus's MLM text at
     a random length of 200-3800 characters (about 2 KB a pair on average, as in Nomic's data: 500 GB for 239M)."""
-    corpus = Corpus.load()
+    corpus = Corpus.load(ROOT / "training" / "data" / "default")
     queries = datasets.concatenate_datasets([
         datasets.load_dataset("json", data_files=corpus.data_files(name), split="train").select_columns(["query"])
         for name in corpus.pair_datasets(stage=2)
@@ -71,8 +71,13 @@ def build_copy(folder: Path, rows: int, sources: int, files: int = 4, seed: int 
 
 def trainer_loader(model, train_dataset, prompts, batch_size: int, workers: int, output_dir: str, sampler=None):
     """The training data loader that sentence-transformers' trainer builds for `train_dataset` (step 2)."""
-    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
-    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+    from sentence_transformers import (
+        SentenceTransformerTrainer,
+        SentenceTransformerTrainingArguments,
+    )
+    from sentence_transformers.sentence_transformer.losses import (
+        MultipleNegativesRankingLoss,
+    )
 
     args = SentenceTransformerTrainingArguments(
         output_dir=output_dir, per_device_train_batch_size=batch_size, dataloader_num_workers=workers,

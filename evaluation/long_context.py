@@ -15,10 +15,15 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nomic_bert_hf.configs import parse_config, save_config
-from nomic_bert_hf.evaluation import LONG_CONTEXT_LENGTHS, evaluate_long_context, resolve_model, resolve_tasks
+from nomic_bert_hf.evaluation import (
+    LONG_CONTEXT_LENGTHS,
+    evaluate_long_context,
+    resolve_model,
+    resolve_tasks,
+)
 from nomic_bert_hf.evaluation.model_meta import default_model_name
 from nomic_bert_hf.evaluation.results import markdown_length_table
+from nomic_bert_hf.utils.configs import parse_config, save_config
 
 
 @dataclass

@@ -22,7 +22,6 @@ cached like the float32 run, and the table of each task's score per precision is
 import logging
 from dataclasses import dataclass, field
 
-from nomic_bert_hf.configs import parse_config, save_config
 from nomic_bert_hf.evaluation import (
     check_precisions,
     embedder_model_meta,
@@ -41,6 +40,7 @@ from nomic_bert_hf.evaluation.results import (
     precision_scores,
     task_rows,
 )
+from nomic_bert_hf.utils.configs import parse_config, save_config
 
 
 @dataclass

@@ -15,7 +15,7 @@ import torch  # noqa: E402
 from transformers import TrainerCallback  # noqa: E402
 
 from nomic_bert_hf import NomicBertConfig, NomicBertForPreTraining, NomicBertModel  # noqa: E402
-from nomic_bert_hf.tokenization import bert_uncased_tokenizer, save_tokenizer  # noqa: E402
+from nomic_bert_hf.model.tokenization import bert_uncased_tokenizer, save_tokenizer  # noqa: E402
 
 TINY = dict(n_embd=32, n_layer=2, n_head=4, n_inner=64, rotary_scaling_factor=2.0)
 

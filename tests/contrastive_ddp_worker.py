@@ -13,7 +13,9 @@ from pathlib import Path
 
 import torch
 from sentence_transformers import SentenceTransformerTrainer
-from sentence_transformers.sentence_transformer.losses import cached_multiple_negatives_ranking as cmnrl
+from sentence_transformers.sentence_transformer.losses import (
+    cached_multiple_negatives_ranking as cmnrl,
+)
 
 SCRIPT = Path(__file__).resolve().parents[1] / "training" / "contrastive.py"
 

@@ -4,7 +4,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from nomic_bert_hf.configs import parse_config, save_config
+from nomic_bert_hf.utils.configs import parse_config, save_config
 
 
 @dataclass
@@ -64,7 +64,7 @@ def test_training_arguments_round_trip_without_the_hub_token(tmp_path):
 def test_atomic_output_dir_is_an_ordinary_folder(tmp_path):
     import os
 
-    from nomic_bert_hf.checkpoints import atomic_output_dir
+    from nomic_bert_hf.utils.files import atomic_output_dir
 
     with atomic_output_dir(tmp_path / "out") as staging:
         (staging / "file").write_text("x")

@@ -12,8 +12,8 @@ from contrastive_data import docstring_pairs, one_thread  # noqa: F401 (one_thre
 from datasets import Dataset, IterableDataset
 from sentence_transformers import SentenceTransformer
 
-from nomic_bert_hf.mining import consistency_filter, mine_negatives
-from nomic_bert_hf.pair_data import (
+from nomic_bert_hf.data.mining import consistency_filter, mine_negatives
+from nomic_bert_hf.data.pair_data import (
     PairSource,
     hold_out,
     load_pairs,
@@ -75,7 +75,7 @@ def test_streaming_gives_the_same_rows(rows, tmp_path):
 def test_empty_rows_are_dropped_and_counted(rows, tmp_path, caplog):
     bad = [{**rows[0], "query": "  "}, {**rows[1], "document": ""}, {**rows[2], "document": None}]
     path = write(bad + rows[3:], tmp_path / "pairs.jsonl")
-    with caplog.at_level(logging.WARNING, logger="nomic_bert_hf.pair_data"):
+    with caplog.at_level(logging.WARNING, logger="nomic_bert_hf.data.pair_data"):
         pairs = load_pairs(PairSource("docs", str(path)))
     assert len(pairs) == len(rows) - 3
     assert "dataset 'docs': dropped 3 of 60 rows with an empty query or document" in caplog.text

@@ -8,12 +8,16 @@ import torch
 from conftest import tiny_config
 from contrastive_data import docstring_pairs, one_thread  # noqa: F401 (one_thread: an autouse fixture)
 from sentence_transformers.sentence_transformer.losses import MatryoshkaLoss
-from sentence_transformers.sentence_transformer.modules import LayerNorm, Normalize, Pooling
+from sentence_transformers.sentence_transformer.modules import (
+    LayerNorm,
+    Normalize,
+    Pooling,
+)
 
 from nomic_bert_hf import NomicBertModel
-from nomic_bert_hf.contrastive import contrastive_loss, load_embedder
-from nomic_bert_hf.embedder import PROMPTS, build_embedder, save_embedder
-from nomic_bert_hf.tokenization import save_tokenizer
+from nomic_bert_hf.model.embedder import PROMPTS, build_embedder, save_embedder
+from nomic_bert_hf.model.tokenization import save_tokenizer
+from nomic_bert_hf.training.contrastive import contrastive_loss, load_embedder
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +83,7 @@ def test_loss_is_infonce_at_temperature_002_from_query_to_documents(dropout_free
 
 def test_matryoshka_dimensions_wider_than_the_model_are_left_out(dropout_free_dir, caplog):
     model = build_embedder(dropout_free_dir, matryoshka=True)
-    with caplog.at_level(logging.WARNING, logger="nomic_bert_hf.contrastive"):
+    with caplog.at_level(logging.WARNING, logger="nomic_bert_hf.training.contrastive"):
         loss = contrastive_loss(model, matryoshka_dims=(768, 512, 32, 16))
     assert isinstance(loss, MatryoshkaLoss) and loss.matryoshka_dims == (32, 16) and loss.matryoshka_weights == (1, 1)
     assert "[512, 768] exceed the model's width 32" in caplog.text
@@ -97,7 +101,7 @@ def test_an_embedder_gets_a_frozen_matryoshka_norm_and_nomic_prompts(encoder_dir
     folder = save_embedder(build_embedder(encoder_dir), tmp_path / "embedder")
     settings = folder / "config_sentence_transformers.json"
     settings.write_text(json.dumps({**json.loads(settings.read_text()), "prompts": {"query": "query: "}}))
-    with caplog.at_level(logging.WARNING, logger="nomic_bert_hf.contrastive"):
+    with caplog.at_level(logging.WARNING, logger="nomic_bert_hf.training.contrastive"):
         model = load_embedder(folder, matryoshka=True)
     assert "setting the prompts to Nomic's task prefixes" in caplog.text
     assert model.prompts == PROMPTS

@@ -6,10 +6,14 @@ import pytest
 import torch
 from accelerate.data_loader import BatchSamplerShard
 from datasets import Dataset
-from sentence_transformers.base.sampler import DefaultBatchSampler, NoDuplicatesBatchSampler, ProportionalBatchSampler
+from sentence_transformers.base.sampler import (
+    DefaultBatchSampler,
+    NoDuplicatesBatchSampler,
+    ProportionalBatchSampler,
+)
 from torch.utils.data import ConcatDataset, RandomSampler
 
-from nomic_bert_hf.sampler import SingleSourceBatchSampler, single_source_sampler
+from nomic_bert_hf.data.sampler import SingleSourceBatchSampler, single_source_sampler
 
 SIZES = {"small": 40, "medium": 100, "large": 230}
 BATCH, WORLD, ACCUMULATION = 4, 2, 3

@@ -10,14 +10,15 @@ from pathlib import Path
 
 import pytest
 import torch
-from contrastive_data import write_pair_files, one_thread  # noqa: F401 (one_thread: an autouse fixture)
+from contrastive_data import one_thread, write_pair_files  # noqa: F401 (one_thread: an autouse fixture)
 from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
 
-from nomic_bert_hf.configs import parse_config
-from nomic_bert_hf.contrastive import load_embedder, retrieval_evaluator
-from nomic_bert_hf.embedder import PROMPTS
-from nomic_bert_hf.lora import load_adapter_embedder, main as merge_main, save_adapter
-from nomic_bert_hf.pair_data import PairSource, load_pairs
+from nomic_bert_hf.data.pair_data import PairSource, load_pairs
+from nomic_bert_hf.model.embedder import PROMPTS
+from nomic_bert_hf.model.lora import load_adapter_embedder, save_adapter
+from nomic_bert_hf.model.lora import main as merge_main
+from nomic_bert_hf.training.contrastive import load_embedder, retrieval_evaluator
+from nomic_bert_hf.utils.configs import parse_config
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "training" / "configs" / "contrastive"

@@ -5,11 +5,10 @@ import gzip
 import json
 
 import pytest
-
-from nomic_bert_hf.corpus_build import build, fetch, shards, wordnet
-from nomic_bert_hf.corpus_build import datasets as D
-from nomic_bert_hf.corpus_build.docs import Document
-from nomic_bert_hf.corpus_build.text import word_count
+from corpus_build import build, fetch, shards, wordnet
+from corpus_build import datasets as D
+from corpus_build.docs import Document
+from corpus_build.text import word_count
 
 WORDS = "The quick brown fox jumps over the lazy dog while the cat watches from the warm windowsill. "
 

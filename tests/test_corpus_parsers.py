@@ -4,10 +4,8 @@ import gzip
 import shutil
 
 import pytest
-
-from nomic_bert_hf.corpus_build import debian, dictd, docs, html, manpages, wordnet
-from nomic_bert_hf.corpus_build.text import clean, duplicate_key, reflow, split_of, truncate_words
-
+from corpus_build import debian, dictd, docs, html, manpages, wordnet
+from corpus_build.text import clean, duplicate_key, reflow, split_of, truncate_words
 
 # --- text helpers ----------------------------------------------------------------------------------------------
 

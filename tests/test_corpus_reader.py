@@ -3,16 +3,19 @@
 import gzip
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 from datasets import load_dataset
 
-from nomic_bert_hf.corpus import CORPUS_ENV, Corpus, CorpusError, default_corpus_dir
+from nomic_bert_hf.data.corpus import Corpus, CorpusError
+
+DEFAULT_CORPUS = Path(__file__).resolve().parents[1] / "training" / "data" / "default"
 
 
 @pytest.fixture(scope="module")
 def corpus():
-    return Corpus.load()  # verifies every file's sha256
+    return Corpus.load(DEFAULT_CORPUS)  # verifies every file's sha256
 
 
 def _rows(path):
@@ -21,7 +24,7 @@ def _rows(path):
 
 
 def test_committed_corpus_matches_its_manifest(corpus):
-    assert corpus.root == default_corpus_dir()
+    assert corpus.root == DEFAULT_CORPUS
     total = 0
     for relative, record in corpus.manifest["files"].items():
         assert len(_rows(corpus.root / relative)) == record["rows"], relative
@@ -107,7 +110,7 @@ def test_a_modified_shard_is_an_error_naming_it(copy):
         Corpus.load(copy)
 
 
-def test_bad_corpus_folders(tmp_path, copy, monkeypatch):
+def test_bad_corpus_folders(tmp_path, copy):
     with pytest.raises(CorpusError, match="does not exist"):
         Corpus.load(tmp_path / "nowhere")
     with pytest.raises(CorpusError, match="has no manifest.json"):
@@ -119,8 +122,6 @@ def test_bad_corpus_folders(tmp_path, copy, monkeypatch):
     (copy / "manifest.json").write_text("{not json")
     with pytest.raises(CorpusError, match="not valid JSON"):
         Corpus.load(copy)
-    monkeypatch.setenv(CORPUS_ENV, str(tmp_path / "elsewhere"))
-    assert default_corpus_dir() == tmp_path / "elsewhere"
 
 
 def test_unknown_names_list_what_exists(corpus):

@@ -10,8 +10,8 @@ import transformers
 from conftest import random_ids
 from sentence_transformers import SentenceTransformer
 
-from nomic_bert_hf.convert import main as convert
-from nomic_bert_hf.embedder import PROMPTS, build_embedder, save_embedder
+from nomic_bert_hf.model.convert import main as convert
+from nomic_bert_hf.model.embedder import PROMPTS, build_embedder, save_embedder
 
 TEXTS = ["What is the capital of France?", "Paris is the capital and largest city of France. " * 5]
 LONG_TEXT = "Paris is the capital and largest city of France. " * 300  # ~3000 tokens, past the trained 2048
@@ -35,7 +35,10 @@ def plain_save_pretrained(model, folder):
 def trainer_checkpoint(model, folder):
     """One training step at learning rate 0 (weights unchanged), checkpointed by sentence-transformers' Trainer."""
     from datasets import Dataset
-    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from sentence_transformers import (
+        SentenceTransformerTrainer,
+        SentenceTransformerTrainingArguments,
+    )
     from sentence_transformers.losses import MultipleNegativesRankingLoss
 
     args = SentenceTransformerTrainingArguments(

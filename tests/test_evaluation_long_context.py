@@ -7,10 +7,15 @@ from pathlib import Path
 import pytest
 from evaluation_data import COMMANDS, write_retrieval_task
 
-from nomic_bert_hf.embedder import build_embedder, save_embedder
-from nomic_bert_hf.embedder_folder import weights_digest
-from nomic_bert_hf.evaluation import embedder_model_meta, evaluate_long_context, find_runs, resolve_tasks
+from nomic_bert_hf.evaluation import (
+    embedder_model_meta,
+    evaluate_long_context,
+    find_runs,
+    resolve_tasks,
+)
 from nomic_bert_hf.evaluation.results import markdown_length_table
+from nomic_bert_hf.model.embedder import build_embedder, save_embedder
+from nomic_bert_hf.model.embedder_folder import weights_digest
 
 REPO = Path(__file__).resolve().parents[1]
 NAME = "test/long-context"

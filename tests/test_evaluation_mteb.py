@@ -5,7 +5,6 @@ import json
 import math
 from pathlib import Path
 
-import mteb
 import numpy as np
 import pytest
 import yaml
@@ -23,8 +22,6 @@ from evaluation_data import (
 from mteb.results import TaskResult
 from torch.utils.data import DataLoader
 
-from nomic_bert_hf.embedder import build_embedder, save_embedder
-from nomic_bert_hf.embedder_folder import weights_digest
 from nomic_bert_hf.evaluation import (
     PROTOCOL_PROMPTS,
     embedder_model_meta,
@@ -33,6 +30,8 @@ from nomic_bert_hf.evaluation import (
     load_local_task,
     resolve_tasks,
 )
+from nomic_bert_hf.model.embedder import build_embedder, save_embedder
+from nomic_bert_hf.model.embedder_folder import weights_digest
 
 NAME = "test/nomic-embed-text"
 REPO = Path(__file__).resolve().parents[1]

@@ -13,11 +13,16 @@ from mteb.results import TaskResult
 from sentence_transformers import quantize_embeddings
 from sentence_transformers.util import cos_sim
 
-from nomic_bert_hf.embedder import build_embedder, save_embedder
-from nomic_bert_hf.embedder_folder import weights_digest
-from nomic_bert_hf.evaluation import QuantizedIndex, embedder_model_meta, evaluate_embedder, resolve_tasks
+from nomic_bert_hf.evaluation import (
+    QuantizedIndex,
+    embedder_model_meta,
+    evaluate_embedder,
+    resolve_tasks,
+)
 from nomic_bert_hf.evaluation.quantization import quantize
-from nomic_bert_hf.publish import build_repo_folder
+from nomic_bert_hf.hub.publish import build_repo_folder
+from nomic_bert_hf.model.embedder import build_embedder, save_embedder
+from nomic_bert_hf.model.embedder_folder import weights_digest
 
 NAME = "test/nomic-embed-text"
 REPO = Path(__file__).resolve().parents[1]

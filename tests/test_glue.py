@@ -7,10 +7,16 @@ from pathlib import Path
 
 import evaluate
 import pytest
+from mlm_fixtures import one_torch_thread  # noqa: F401  (pytest fixture)
 from scipy.stats import pearsonr, spearmanr
 
-from nomic_bert_hf.glue import TASKS, load_task, markdown_table, summarize, task_order
-from mlm_fixtures import one_torch_thread  # noqa: F401  (pytest fixture)
+from nomic_bert_hf.evaluation.glue import (
+    TASKS,
+    load_task,
+    markdown_table,
+    summarize,
+    task_order,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 METRIC = ROOT / "evaluation" / "metrics" / "glue" / "glue.py"

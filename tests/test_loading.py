@@ -10,10 +10,14 @@ import torch
 import transformers
 from conftest import random_ids, sharpen, tiny_config
 
-from nomic_bert_hf import NomicBertForPreTraining, NomicBertForSequenceClassification, NomicBertModel
-from nomic_bert_hf.checkpoints import load_strict
-from nomic_bert_hf.convert import NOMIC_AUTO_MAP, load_checkpoint, main, to_nomic
-from nomic_bert_hf.tokenization import bert_uncased_tokenizer
+from nomic_bert_hf import (
+    NomicBertForPreTraining,
+    NomicBertForSequenceClassification,
+    NomicBertModel,
+)
+from nomic_bert_hf.model.convert import NOMIC_AUTO_MAP, load_checkpoint, main, to_nomic
+from nomic_bert_hf.model.tokenization import bert_uncased_tokenizer
+from nomic_bert_hf.utils.files import load_strict
 
 FRESH_PROCESS = """
 import sys, torch

@@ -6,12 +6,12 @@ from pathlib import Path
 import pytest
 import torch
 from accelerate.commands.config.config_args import load_config_from_file
+from mlm_fixtures import mlm_script  # noqa: F401  (pytest fixtures)
 from transformers import Trainer, TrainingArguments
 
 from nomic_bert_hf import NomicBertConfig, NomicBertForPreTraining
-from nomic_bert_hf.configs import parse_config
-from nomic_bert_hf.runs import RunTrainingArguments
-from mlm_fixtures import mlm_script  # noqa: F401  (pytest fixtures)
+from nomic_bert_hf.training.runs import RunTrainingArguments
+from nomic_bert_hf.utils.configs import parse_config
 
 CONFIGS = Path(__file__).resolve().parents[1] / "training" / "configs" / "mlm"
 

@@ -1,4 +1,4 @@
-"""Loading, packing and masking of MLM corpora (nomic_bert_hf.mlm_data)."""
+"""Loading, packing and masking of MLM corpora (nomic_bert_hf.data.mlm_data)."""
 
 import gzip
 import json
@@ -7,9 +7,14 @@ import logging
 import datasets
 import pytest
 import torch
-
-from nomic_bert_hf.mlm_data import MaskingCollator, load_documents, pack_document_stream, pack_documents
 from mlm_fixtures import corpus_file  # noqa: F401  (pytest fixtures)
+
+from nomic_bert_hf.data.mlm_data import (
+    MaskingCollator,
+    load_documents,
+    pack_document_stream,
+    pack_documents,
+)
 
 CLS, SEP, MASK = 101, 102, 103
 DOCUMENTS = [  # real sentences of different lengths, an empty one and a blank one

@@ -10,17 +10,17 @@ from pathlib import Path
 
 import pytest
 import torch
+from mlm_fixtures import corpus_file, mlm_script, one_torch_thread, small_corpus_file  # noqa: F401  (pytest fixtures)
 from safetensors.torch import load_file
 from transformers import AutoModelForMaskedLM
 from transformers.trainer_pt_utils import safe_globals
 
 from nomic_bert_hf import NomicBertForPreTraining
-from nomic_bert_hf.checkpoints import load_strict
-from nomic_bert_hf.configs import parse_config
-from nomic_bert_hf.mlm_data import load_documents, pack_documents
-from nomic_bert_hf.runs import RunTrainingArguments, prepare_output_dir
-from nomic_bert_hf.tokenization import bert_uncased_tokenizer
-from mlm_fixtures import corpus_file, mlm_script, one_torch_thread, small_corpus_file  # noqa: F401  (pytest fixtures)
+from nomic_bert_hf.data.mlm_data import load_documents, pack_documents
+from nomic_bert_hf.model.tokenization import bert_uncased_tokenizer
+from nomic_bert_hf.training.runs import RunTrainingArguments, prepare_output_dir
+from nomic_bert_hf.utils.configs import parse_config
+from nomic_bert_hf.utils.files import load_strict
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_CONFIG = ROOT / "training" / "configs" / "mlm" / "tiny.yaml"

@@ -4,7 +4,6 @@ long inputs, and the transformers output contract (recorded outputs, inputs_embe
 import pytest
 import torch
 from conftest import random_ids, sharpen, tiny_config
-
 from transformers import AutoModelForTokenClassification
 
 from nomic_bert_hf import (

@@ -16,17 +16,17 @@ import pytest
 import torch
 import yaml
 from contrastive_data import one_thread  # noqa: F401 (an autouse fixture)
-from huggingface_hub._local_folder import write_download_metadata
 from hub_copies import CONFIGS, PRETOKENIZED, SUPERVISED, UNSUPERVISED, config_splits
+from huggingface_hub._local_folder import write_download_metadata
 from safetensors.torch import load_file
 from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
 from transformers import PreTrainedTokenizerBase
 
-from nomic_bert_hf.embedder import PROMPTS
-from nomic_bert_hf.hub_data import inspect_split
-from nomic_bert_hf.mlm_data import check_packed
-from nomic_bert_hf.pair_data import PairSource, load_pairs
-from nomic_bert_hf.pair_stream import SingleSourceStream, StreamSource, rank_rows
+from nomic_bert_hf.data.hub_data import inspect_split
+from nomic_bert_hf.data.mlm_data import check_packed
+from nomic_bert_hf.data.pair_data import PairSource, load_pairs
+from nomic_bert_hf.data.pair_stream import SingleSourceStream, StreamSource, rank_rows
+from nomic_bert_hf.model.embedder import PROMPTS
 
 ROOT = Path(__file__).resolve().parents[1]
 UNSUPERVISED_CONFIG = CONFIGS / "contrastive" / "nomic-embed-text-v1-unsupervised.yaml"
@@ -68,7 +68,7 @@ def test_stage_1_uses_pretokenized_rows_without_the_tokenizer(nomic_mirror, tmp_
     monkeypatch.setattr(PreTrainedTokenizerBase, "__call__", no_tokenizing)
     batches = []
     original = load_script("mlm").MaskingCollator.__call__
-    monkeypatch.setattr("nomic_bert_hf.mlm_data.MaskingCollator.__call__",
+    monkeypatch.setattr("nomic_bert_hf.data.mlm_data.MaskingCollator.__call__",
                         lambda self, rows, *a, **k: batches.append(rows) or original(self, rows, *a, **k))
     final = load_script("mlm").main([
         str(CONFIGS / "mlm" / "nomic-bert-2048.yaml"), "--data_mirror", str(nomic_mirror), "--n_embd", "32",

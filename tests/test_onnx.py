@@ -11,9 +11,9 @@ from contrastive_data import docstring_pairs
 from hub_copies import cache_as_hub_model
 from sentence_transformers import SentenceTransformer
 
-from nomic_bert_hf.embedder import build_embedder, save_embedder
-from nomic_bert_hf.onnx_embedder import length_groups, load_onnx_embedder
-from nomic_bert_hf.onnx_export import export_onnx, main
+from nomic_bert_hf.model.embedder import build_embedder, save_embedder
+from nomic_bert_hf.serving.onnx_embedder import length_groups, load_onnx_embedder
+from nomic_bert_hf.serving.onnx_export import export_onnx, main
 
 LENGTHS = [8, 512, 2048, 4096, 8192]  # tokens, prompt and special tokens included; the model was trained at 2048
 FP32_TOLERANCE = 1e-4  # max abs difference of normalised embeddings

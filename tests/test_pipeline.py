@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from sentence_transformers import SentenceTransformer
 
-from nomic_bert_hf.corpus import CorpusError
-from nomic_bert_hf.embedder_folder import weights_digest
+from nomic_bert_hf.data.corpus import CorpusError
+from nomic_bert_hf.model.embedder_folder import weights_digest
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "training" / "configs" / "pipeline" / "tiny.yaml"

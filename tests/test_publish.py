@@ -11,10 +11,20 @@ from evaluation_data import write_retrieval_task, write_sts_task
 from huggingface_hub import HfApi, ModelCard
 from mteb.results import TaskResult
 
-from nomic_bert_hf.embedder import PROMPTS, build_embedder, save_embedder
-from nomic_bert_hf.embedder_folder import weights_digest
-from nomic_bert_hf.evaluation import PROTOCOL_PROMPTS, embedder_model_meta, evaluate_embedder, resolve_tasks
-from nomic_bert_hf.publish import TEMPLATE, build_repo_folder, main, validate_repo_folder
+from nomic_bert_hf.evaluation import (
+    PROTOCOL_PROMPTS,
+    embedder_model_meta,
+    evaluate_embedder,
+    resolve_tasks,
+)
+from nomic_bert_hf.hub.publish import (
+    TEMPLATE,
+    build_repo_folder,
+    main,
+    validate_repo_folder,
+)
+from nomic_bert_hf.model.embedder import PROMPTS, build_embedder, save_embedder
+from nomic_bert_hf.model.embedder_folder import weights_digest
 
 REPO_ID = "test-org/nomic-embed-text"
 FOREIGN_SCORE = 0.987654
@@ -183,7 +193,6 @@ def test_card_follows_the_stages_back_and_reports_glue(model_dir, tmp_path):
 def test_onnx_graphs_travel_with_the_folder_and_the_card_says_how_to_run_them(model_dir, tmp_path):
     """`--onnx-int8`: both graphs in onnx/, checked in the fresh process, and the card's onnxruntime-only snippet,
     run against the folder as a Hub download, gives the sentence-transformers embedding."""
-    import numpy as np
     from hub_copies import cache_as_hub_model
     from sentence_transformers import SentenceTransformer
 

@@ -15,12 +15,13 @@ from unittest import mock
 import pytest
 import torch
 import transformers
-from parameterized import parameterized  # transformers' test_modeling_common needs it too (the [test] extra)
+from parameterized import (
+    parameterized,  # transformers' test_modeling_common needs it too (the [test] extra)
+)
+from transformers_sources import SourcesUnavailable, import_module
 
 import nomic_bert_hf.modeling_nomic_bert as modeling
 from nomic_bert_hf import NomicBertConfig
-from transformers_sources import SourcesUnavailable, import_module
-
 
 try:
     common = import_module("test_modeling_common")

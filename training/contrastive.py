@@ -26,17 +26,15 @@ from pathlib import Path
 
 import torch
 from datasets import DatasetDict
-from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+from sentence_transformers import (
+    SentenceTransformerTrainer,
+    SentenceTransformerTrainingArguments,
+)
 from sentence_transformers.sentence_transformer.evaluation import SequentialEvaluator
 from transformers import set_seed
 
-from nomic_bert_hf.checkpoints import atomic_output_dir
-from nomic_bert_hf.configs import parse_config, save_config
-from nomic_bert_hf.contrastive import contrastive_loss, load_embedder, retrieval_evaluator
-from nomic_bert_hf.embedder import save_embedder
-from nomic_bert_hf.hub_data import inspect_split
-from nomic_bert_hf.lora import add_lora, merge_adapter, save_adapter
-from nomic_bert_hf.pair_data import (
+from nomic_bert_hf.data.hub_data import inspect_split
+from nomic_bert_hf.data.pair_data import (
     hold_out,
     load_pairs,
     negatives_column,
@@ -46,10 +44,24 @@ from nomic_bert_hf.pair_data import (
     require_rows,
     source_prompts,
 )
-from nomic_bert_hf.pair_stream import SingleSourceStream, StreamSource
-from nomic_bert_hf.provenance import write_json
-from nomic_bert_hf.runs import DATASETS_FILE, FINAL_DIR, prepare_output_dir, resumed_step
-from nomic_bert_hf.sampler import single_source_sampler
+from nomic_bert_hf.data.pair_stream import SingleSourceStream, StreamSource
+from nomic_bert_hf.data.sampler import single_source_sampler
+from nomic_bert_hf.model.embedder import save_embedder
+from nomic_bert_hf.model.lora import add_lora, merge_adapter, save_adapter
+from nomic_bert_hf.training.contrastive import (
+    contrastive_loss,
+    load_embedder,
+    retrieval_evaluator,
+)
+from nomic_bert_hf.training.runs import (
+    DATASETS_FILE,
+    FINAL_DIR,
+    prepare_output_dir,
+    resumed_step,
+)
+from nomic_bert_hf.utils.configs import parse_config, save_config
+from nomic_bert_hf.utils.files import atomic_output_dir
+from nomic_bert_hf.utils.provenance import write_json
 
 logger = logging.getLogger(__name__)
 STREAM_LAYOUT = "stream.json"  # in output_dir: the data and batch layout of a streamed run, checked on resume

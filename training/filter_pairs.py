@@ -14,9 +14,9 @@ from pathlib import Path
 import yaml
 from sentence_transformers import SentenceTransformer
 
-from nomic_bert_hf.configs import config_dict, parse_config
-from nomic_bert_hf.mining import consistency_filter
-from nomic_bert_hf.pair_data import PairSource, load_pairs, write_jsonl
+from nomic_bert_hf.data.mining import consistency_filter
+from nomic_bert_hf.data.pair_data import PairSource, load_pairs, write_jsonl
+from nomic_bert_hf.utils.configs import config_dict, parse_config
 
 
 @dataclass

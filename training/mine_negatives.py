@@ -15,9 +15,9 @@ from pathlib import Path
 import yaml
 from sentence_transformers import SentenceTransformer
 
-from nomic_bert_hf.configs import config_dict, parse_config
-from nomic_bert_hf.mining import mine_negatives
-from nomic_bert_hf.pair_data import PairSource, load_pairs, write_jsonl
+from nomic_bert_hf.data.mining import mine_negatives
+from nomic_bert_hf.data.pair_data import PairSource, load_pairs, write_jsonl
+from nomic_bert_hf.utils.configs import config_dict, parse_config
 
 
 @dataclass

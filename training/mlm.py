@@ -22,10 +22,8 @@ from pathlib import Path
 from transformers import AutoTokenizer, Trainer, TrainerCallback, set_seed
 
 from nomic_bert_hf import NomicBertConfig, NomicBertForPreTraining
-from nomic_bert_hf.checkpoints import load_strict
-from nomic_bert_hf.configs import parse_config
-from nomic_bert_hf.hub_data import inspect_split, is_hub_id, local_digest
-from nomic_bert_hf.mlm_data import (
+from nomic_bert_hf.data.hub_data import inspect_split, is_hub_id, local_digest
+from nomic_bert_hf.data.mlm_data import (
     MaskingCollator,
     check_packed,
     is_packed,
@@ -33,7 +31,8 @@ from nomic_bert_hf.mlm_data import (
     pack_document_stream,
     pack_documents,
 )
-from nomic_bert_hf.runs import (
+from nomic_bert_hf.model.tokenization import bert_uncased_tokenizer
+from nomic_bert_hf.training.runs import (
     ARCHITECTURE_FIELDS,
     CheckpointFilesCallback,
     MaskingEpochCallback,
@@ -43,7 +42,8 @@ from nomic_bert_hf.runs import (
     save_final_model,
     setup_logging,
 )
-from nomic_bert_hf.tokenization import bert_uncased_tokenizer
+from nomic_bert_hf.utils.configs import parse_config
+from nomic_bert_hf.utils.files import load_strict
 
 logger = logging.getLogger(__name__)
 

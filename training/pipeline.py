@@ -39,33 +39,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import yaml
-
-from nomic_bert_hf import NomicBertConfig
-from nomic_bert_hf.configs import parse_config, save_config
-from nomic_bert_hf.corpus import Corpus
-from nomic_bert_hf.embedder_folder import weights_digest
-from nomic_bert_hf.hub_data import inspect_split
-from nomic_bert_hf.pair_data import parse_sources, task_prefixes
-from nomic_bert_hf.plan import (
-    carried_negatives,
-    contrastive_plan,
-    encoder_parameters,
-    launcher_processes,
-    mlm_plan,
-    render_plan,
-)
-from nomic_bert_hf.provenance import write_json
-from nomic_bert_hf.evaluation.results import (
-    category_rows,
-    find_runs,
-    markdown_category_table,
-    markdown_precision_table,
-    markdown_task_table,
-    other_settings,
-    precision_scores,
-    task_rows,
-)
-from nomic_bert_hf.pipeline import (
+from stages import (
+    DEFAULT_CORPUS,
     is_finished,
     load_provenance,
     pair_datasets,
@@ -76,8 +51,34 @@ from nomic_bert_hf.pipeline import (
     run_stage,
     stage_datasets,
 )
-from nomic_bert_hf.publish import main as publish
-from nomic_bert_hf.runs import FINAL_DIR
+
+from nomic_bert_hf import NomicBertConfig
+from nomic_bert_hf.data.corpus import Corpus
+from nomic_bert_hf.data.hub_data import inspect_split
+from nomic_bert_hf.data.pair_data import parse_sources, task_prefixes
+from nomic_bert_hf.evaluation.results import (
+    category_rows,
+    find_runs,
+    markdown_category_table,
+    markdown_precision_table,
+    markdown_task_table,
+    other_settings,
+    precision_scores,
+    task_rows,
+)
+from nomic_bert_hf.hub.publish import main as publish
+from nomic_bert_hf.model.embedder_folder import weights_digest
+from nomic_bert_hf.training.plan import (
+    carried_negatives,
+    contrastive_plan,
+    encoder_parameters,
+    launcher_processes,
+    mlm_plan,
+    render_plan,
+)
+from nomic_bert_hf.training.runs import FINAL_DIR
+from nomic_bert_hf.utils.configs import parse_config, save_config
+from nomic_bert_hf.utils.provenance import write_json
 
 logger = logging.getLogger("pipeline")
 STAGES = ("mlm", "pretrain", "mine", "finetune", "evaluate", "publish")
@@ -211,7 +212,7 @@ def data_manifest(corpus: Corpus | None, root: Path, stage_dirs: dict[str, Path]
 
 
 def plan(config: PipelineConfig, stage_arguments: dict[str, list], finetune_datasets: dict, to_mine: list) -> str:
-    """Every training stage's plan (see nomic_bert_hf.plan), resolved with the arguments the stage would get; the
+    """Every training stage's plan (see nomic_bert_hf.training.plan), resolved with the arguments the stage would get; the
     datasets still to be mined are planned as they are before mining (their samples' sizes as row limits)."""
     processes = launcher_processes(config.launcher)
     cpu_safe = ["--bf16", "false"]  # parsing the GPU recipes' mixed precision needs no GPU for a plan
@@ -256,7 +257,7 @@ def main(args=None):
         record_provenance(stage_dirs[stage] / FINAL_DIR, provenance(asdict(config), corpus, stage_dirs))
 
     # 1. The data: the corpus (checked against its manifest), or the datasets the stage configs name
-    corpus = Corpus.load(config.corpus) if config.stage_data == "corpus" else None
+    corpus = Corpus.load(config.corpus or DEFAULT_CORPUS) if config.stage_data == "corpus" else None
     mirror = ["--data_mirror", config.data_mirror] if config.data_mirror else []
     finetune_datasets, to_mine = finetune_sources(config, corpus, root)
     stage_arguments = {

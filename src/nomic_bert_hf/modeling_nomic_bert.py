@@ -31,7 +31,6 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-
 from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.activations import ACT2FN

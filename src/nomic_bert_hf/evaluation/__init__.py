@@ -16,8 +16,19 @@ from .local_tasks import (
 )
 from .long_context import LONG_CONTEXT_LENGTHS, evaluate_long_context
 from .model_meta import NOMIC_CITATION, embedder_model_meta, resolve_model
-from .protocol import PROTOCOL_MAX_SEQ_LENGTH, PROTOCOL_PROMPTS, UNNORMALISED_TASK_TYPES, NomicEncoder
-from .quantization import PRECISIONS, QUANTIZED_TASK_TYPES, QuantizedIndex, check_precisions, quantizable
+from .protocol import (
+    PROTOCOL_MAX_SEQ_LENGTH,
+    PROTOCOL_PROMPTS,
+    UNNORMALISED_TASK_TYPES,
+    NomicEncoder,
+)
+from .quantization import (
+    PRECISIONS,
+    QUANTIZED_TASK_TYPES,
+    QuantizedIndex,
+    check_precisions,
+    quantizable,
+)
 from .results import EvaluationRun, find_runs
 from .tasks import resolve_tasks
 

@@ -14,9 +14,10 @@ import yaml
 from huggingface_hub import snapshot_download
 from mteb.models.model_meta import ModelMeta, ScoringFunction
 
-from ..configs import CONFIG_FILE
-from ..embedder import MATRYOSHKA_DIMS
-from ..embedder_folder import embedder_info, weights_digest
+from nomic_bert_hf.model.embedder import MATRYOSHKA_DIMS
+from nomic_bert_hf.model.embedder_folder import embedder_info, weights_digest
+from nomic_bert_hf.utils.configs import CONFIG_FILE
+
 from .protocol import PROTOCOL_MAX_SEQ_LENGTH, PROTOCOL_PROMPTS
 from .quantization import check_precisions, load_encoder
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from mteb.models import SentenceTransformerEncoderWrapper
 
-from ..embedder import PROMPTS
+from nomic_bert_hf.model.embedder import PROMPTS
 
 SEARCH = {"query": PROMPTS["query"], "document": PROMPTS["document"]}
 PROTOCOL_PROMPTS = {

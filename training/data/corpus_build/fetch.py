@@ -14,7 +14,7 @@ import sys
 import zlib
 from pathlib import Path
 
-from ..corpus import sha256_file
+from nomic_bert_hf.data.corpus import sha256_file
 
 APT_LISTS = Path("/var/lib/apt/lists")
 

@@ -1,10 +1,10 @@
-"""The project's default corpus (`training/data/default/`): locate it, check it against its manifest, and hand out
+"""The project's corpus format (as in `training/data/default/`): check a corpus folder against its manifest, and hand out
 file lists that `datasets.load_dataset("json", data_files=...)` reads.
 
     from datasets import load_dataset
-    from nomic_bert_hf.corpus import Corpus
+    from nomic_bert_hf.data.corpus import Corpus
 
-    corpus = Corpus.load()                                   # verifies every shard's sha256
+    corpus = Corpus.load("training/data/default")           # verifies every shard's sha256
     mlm = load_dataset("json", data_files=corpus.data_files("mlm"))                  # text, source, doc_id
     for name in corpus.pair_datasets(stage=2):                                        # query, document, source, doc_id
         pairs = load_dataset("json", data_files=corpus.data_files(name), split="train")
@@ -18,30 +18,15 @@ type. DATA.md next to it documents sources, licences and construction.
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
-CORPUS_ENV = "NOMIC_BERT_HF_CORPUS"
 MANIFEST = "manifest.json"
 SPLITS = ("train", "validation")
 
 
 class CorpusError(ValueError):
     """A corpus that is missing, malformed, or does not match its manifest."""
-
-
-def default_corpus_dir() -> Path:
-    """`$NOMIC_BERT_HF_CORPUS`, else `training/data/default/` of the source checkout this package runs from."""
-    if os.environ.get(CORPUS_ENV):
-        return Path(os.environ[CORPUS_ENV])
-    checkout = Path(__file__).resolve().parents[2] / "training" / "data" / "default"
-    if not (checkout / MANIFEST).is_file():
-        raise CorpusError(
-            f"no default corpus at {checkout} (it ships with the source checkout, not with an installed wheel): "
-            f"install from a clone of the repository, set {CORPUS_ENV}, or pass the corpus folder"
-        )
-    return checkout
 
 
 def sha256_file(path: Path) -> str:
@@ -58,9 +43,9 @@ class Corpus:
     manifest: dict
 
     @classmethod
-    def load(cls, path: str | Path | None = None, verify: bool = True) -> "Corpus":
-        """The corpus at `path` (default: `default_corpus_dir()`); with `verify`, every file's sha256 is checked."""
-        root = Path(path) if path is not None else default_corpus_dir()
+    def load(cls, path: str | Path, verify: bool = True) -> "Corpus":
+        """The corpus at `path`; with `verify`, every file's sha256 is checked."""
+        root = Path(path)
         if not root.is_dir():
             raise CorpusError(f"corpus folder {root} does not exist")
         if not (root / MANIFEST).is_file():

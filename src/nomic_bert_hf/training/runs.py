@@ -21,13 +21,19 @@ from pathlib import Path
 
 import datasets
 import transformers
-from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer, TrainerCallback, TrainingArguments
+from transformers import (
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+)
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 
-from .checkpoints import atomic_output_dir
-from .configs import save_config
-from .provenance import write_json
-from .tokenization import save_tokenizer, write_vocab
+from nomic_bert_hf.model.tokenization import save_tokenizer, write_vocab
+from nomic_bert_hf.utils.configs import save_config
+from nomic_bert_hf.utils.files import atomic_output_dir
+from nomic_bert_hf.utils.provenance import write_json
 
 logger = logging.getLogger(__name__)
 

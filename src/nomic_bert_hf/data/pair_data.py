@@ -18,7 +18,8 @@ from pathlib import Path
 
 from datasets import Dataset, Features, IterableDataset, List, Value, load_dataset
 
-from .embedder import PROMPTS
+from nomic_bert_hf.model.embedder import PROMPTS
+
 from .hub_data import FILE_BUILDERS, file_builder, resolve_path
 
 logger = logging.getLogger(__name__)

@@ -353,7 +353,7 @@ def _packed_stream(documents, tokenizer, max_seq_length: int) -> Iterator[dict]:
 class MaskingCollator(DataCollatorForLanguageModeling):
     """`DataCollatorForLanguageModeling` whose masks are a function of (seed, epoch, sequence): see the module
     docstring. Special tokens ([CLS], [SEP], [PAD], ...) are never masked. `MaskingEpochCallback` (in
-    `nomic_bert_hf.runs`) advances `epoch` so that every epoch masks differently."""
+    `nomic_bert_hf.training.runs`) advances `epoch` so that every epoch masks differently."""
 
     seed: int = 0
     epoch: int = 0

@@ -30,12 +30,9 @@ from pathlib import Path
 import yaml
 from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData, get_token
 
-from .checkpoints import atomic_output_dir
-from .configs import CONFIG_FILE
-from .embedder_folder import EmbedderInfo, embedder_info, require_embedder_folder
-from .evaluation.model_meta import NOMIC_CITATION, matryoshka_dims
-from .evaluation.protocol import PROTOCOL_PROMPTS
-from .evaluation.results import (
+from nomic_bert_hf.evaluation.model_meta import NOMIC_CITATION, matryoshka_dims
+from nomic_bert_hf.evaluation.protocol import PROTOCOL_PROMPTS
+from nomic_bert_hf.evaluation.results import (
     EvaluationRun,
     category_rows,
     find_runs,
@@ -48,7 +45,12 @@ from .evaluation.results import (
     precision_scores,
     task_rows,
 )
-from .onnx_export import (
+from nomic_bert_hf.model.embedder_folder import (
+    EmbedderInfo,
+    embedder_info,
+    require_embedder_folder,
+)
+from nomic_bert_hf.serving.onnx_export import (
     DEFAULT_OPSET,
     FP32_FILE,
     FP32_TOLERANCE,
@@ -58,10 +60,12 @@ from .onnx_export import (
     load_encoder,
     write_graphs,
 )
+from nomic_bert_hf.utils.configs import CONFIG_FILE
+from nomic_bert_hf.utils.files import atomic_output_dir
 
 logger = logging.getLogger(__name__)
 
-TEMPLATE = Path(__file__).parent / "resources" / "model_card.md"
+TEMPLATE = Path(__file__).parents[1] / "resources" / "model_card.md"
 MANIFEST_NAMES = ("data_manifest.json", "data_manifest.yaml", "manifest.json")
 INIT_KEYS = ("model_name_or_path", "init_model", "base_model", "model")  # config keys naming a stage's starting model
 MTEB_SOURCE = {"source_name": "MTEB", "source_url": "https://github.com/embeddings-benchmark/mteb"}
@@ -353,7 +357,7 @@ def build_repo_folder(
     overwrite: bool = False,
 ) -> Path:
     """Write the complete Hub repository folder for the embedder in `model_dir` to `output_dir` (atomically);
-    with `onnx` / `onnx_int8` also `onnx/model.onnx` / and `onnx/model_qint8.onnx` (`nomic_bert_hf.onnx_export`)."""
+    with `onnx` / `onnx_int8` also `onnx/model.onnx` / and `onnx/model_qint8.onnx` (`nomic_bert_hf.serving.onnx_export`)."""
     model_dir = require_embedder_folder(model_dir)
     check_self_contained(model_dir)
     info = embedder_info(model_dir)

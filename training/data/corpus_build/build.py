@@ -14,8 +14,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..checkpoints import atomic_output_dir
-from ..configs import parse_config
+from nomic_bert_hf.utils.configs import parse_config
+from nomic_bert_hf.utils.files import atomic_output_dir
+
 from . import datasets as D
 from . import fetch, sources
 from .shards import jsonl_bytes, write_file, write_shards

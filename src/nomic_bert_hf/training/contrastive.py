@@ -7,7 +7,9 @@ from pathlib import Path
 
 from datasets import Dataset
 from sentence_transformers import SentenceTransformer
-from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
+from sentence_transformers.sentence_transformer.evaluation import (
+    InformationRetrievalEvaluator,
+)
 from sentence_transformers.sentence_transformer.losses import (
     CachedMultipleNegativesRankingLoss,
     MatryoshkaLoss,
@@ -17,8 +19,8 @@ from sentence_transformers.sentence_transformer.modules import LayerNorm, Poolin
 from torch import nn
 from transformers.utils import cached_file
 
-from .embedder import PROMPTS, build_embedder, freeze_matryoshka_norm
-from .pair_data import task_prefixes
+from nomic_bert_hf.data.pair_data import task_prefixes
+from nomic_bert_hf.model.embedder import PROMPTS, build_embedder, freeze_matryoshka_norm
 
 logger = logging.getLogger(__name__)
 

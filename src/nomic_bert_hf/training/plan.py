@@ -13,9 +13,13 @@ import shlex
 
 import torch
 
-from .hub_data import inspect_split, is_hub_id
-from .pair_data import negatives_column, parse_sources, require_pair_columns
-from .pair_stream import rank_rows
+from nomic_bert_hf.data.hub_data import inspect_split, is_hub_id
+from nomic_bert_hf.data.pair_data import (
+    negatives_column,
+    parse_sources,
+    require_pair_columns,
+)
+from nomic_bert_hf.data.pair_stream import rank_rows
 
 BYTES_PER_PARAMETER = 4 + 8  # an fp32 checkpoint: the weights and AdamW's two moments
 
@@ -54,7 +58,7 @@ def launcher_processes(launcher: str) -> int:
 
 def encoder_parameters(config) -> int:
     """Parameters of the encoder a config describes, counted without allocating it."""
-    from .modeling_nomic_bert import NomicBertModel
+    from nomic_bert_hf.modeling_nomic_bert import NomicBertModel
 
     with torch.device("meta"):
         return NomicBertModel(config).num_parameters()

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from transformers import BertTokenizer, PreTrainedTokenizerBase
 
-VOCAB_FILE = Path(__file__).parent / "resources" / "vocab.txt"
+VOCAB_FILE = Path(__file__).parents[1] / "resources" / "vocab.txt"
 
 
 def bert_uncased_tokenizer(model_max_length: int = 8192) -> BertTokenizer:

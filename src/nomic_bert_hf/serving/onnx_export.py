@@ -8,7 +8,7 @@ The graph is the encoder (`input_ids`, `token_type_ids`, `attention_mask` -> `la
 and sequence axes: one file serves 1 to `n_positions` (8192) tokens. It is `torch.onnx.export(dynamo=True)` of the
 model's padded route, which computes each sequence's dynamic NTK from its own length inside the graph, so an
 embedding never depends on its batch-mates. Pooling and normalisation stay in the embedder's sentence-transformers
-modules (`nomic_bert_hf.onnx_embedder.load_onnx_embedder` runs them on the graph's output).
+modules (`nomic_bert_hf.serving.onnx_embedder.load_onnx_embedder` runs them on the graph's output).
 
 Every graph is run by onnxruntime against PyTorch on a probe batch (padding, and a sequence above the trained length)
 before `onnx/` is renamed into place: the fp32 and optimised graphs must agree within 1e-4 on normalised embeddings,
@@ -29,8 +29,8 @@ import torch.nn.functional as F
 from huggingface_hub import snapshot_download
 from transformers import PretrainedConfig
 
-from .checkpoints import atomic_output_dir, load_strict
-from .modeling_nomic_bert import NomicBertModel
+from nomic_bert_hf.modeling_nomic_bert import NomicBertModel
+from nomic_bert_hf.utils.files import atomic_output_dir, load_strict
 
 logger = logging.getLogger(__name__)
 

@@ -21,7 +21,6 @@ from sentence_transformers.util import import_from_string
 
 from .onnx_export import FP32_FILE, ONNX_DIR, OUTPUT_NAME
 
-
 GROUP_TOKENS = 512  # padded positions per onnxruntime call (fastest of 256-2048 on CPU); a longer sequence runs alone
 
 

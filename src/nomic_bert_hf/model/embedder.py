@@ -13,11 +13,17 @@ import json
 from pathlib import Path
 
 from sentence_transformers import SentenceTransformer
-from sentence_transformers.sentence_transformer.modules import LayerNorm, Normalize, Pooling, Transformer
+from sentence_transformers.sentence_transformer.modules import (
+    LayerNorm,
+    Normalize,
+    Pooling,
+    Transformer,
+)
 
-from .checkpoints import atomic_output_dir, load_strict
-from .configuration_nomic_bert import AUTO_MAP, NomicBertConfig
-from .modeling_nomic_bert import NomicBertModel
+from nomic_bert_hf.configuration_nomic_bert import AUTO_MAP, NomicBertConfig
+from nomic_bert_hf.modeling_nomic_bert import NomicBertModel
+from nomic_bert_hf.utils.files import atomic_output_dir, load_strict
+
 from .tokenization import write_vocab
 
 PROMPTS = {

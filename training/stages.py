@@ -15,16 +15,17 @@ from pathlib import Path
 import yaml
 from transformers.trainer_utils import get_last_checkpoint
 
-from .configs import CONFIG_FILE
-from .corpus import Corpus
-from .embedder import PROMPTS
-from .embedder_folder import weights_digest
-from .provenance import PROVENANCE_FILE, environment, write_json
-from .runs import DATASETS_FILE, FINAL_DIR
+from nomic_bert_hf.data.corpus import Corpus
+from nomic_bert_hf.model.embedder import PROMPTS
+from nomic_bert_hf.model.embedder_folder import weights_digest
+from nomic_bert_hf.training.runs import DATASETS_FILE, FINAL_DIR
+from nomic_bert_hf.utils.configs import CONFIG_FILE
+from nomic_bert_hf.utils.provenance import PROVENANCE_FILE, environment, write_json
 
 logger = logging.getLogger(__name__)
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_CORPUS = ROOT / "training" / "data" / "default"
 # Keys of a recorded stage config that belong to the run that wrote it, not to its recipe.
 RUN_KEYS = ("resume_from_checkpoint", "overwrite_output_dir", "output_dir", "logging_dir", "run_name")
 

@@ -1,7 +1,7 @@
 """LoRA fine-tuning of an embedder: adapters through sentence-transformers' PEFT support, portable adapter folders,
 and merging an adapter into a full embedder folder.
 
-    python -m nomic_bert_hf.lora runs/finetune-lora/adapter runs/finetune-lora/merged
+    python -m nomic_bert_hf.model.lora runs/finetune-lora/adapter runs/finetune-lora/merged
 
 An adapter folder is a sentence-transformers folder whose weights are only the adapter's (`adapter_config.json`,
 `adapter_model.safetensors`). peft records the base model as the path it was loaded from, often absolute; this
@@ -20,7 +20,8 @@ from peft import LoraConfig, PeftModel, TaskType
 from sentence_transformers import SentenceTransformer
 from transformers import AutoModel
 
-from .checkpoints import atomic_output_dir, load_strict
+from nomic_bert_hf.utils.files import atomic_output_dir, load_strict
+
 from .embedder import save_embedder
 
 LORA_TARGETS = ("Wqkv", "out_proj", "fc11", "fc12", "fc2")

@@ -26,10 +26,15 @@ from huggingface_hub import snapshot_download
 from safetensors.torch import save_file
 from transformers import AutoTokenizer, PreTrainedModel
 
-from .checkpoints import atomic_output_dir, read_state_dict
-from .configuration_nomic_bert import NATIVE_ONLY_KEYS, NomicBertConfig
+from nomic_bert_hf.configuration_nomic_bert import NATIVE_ONLY_KEYS, NomicBertConfig
+from nomic_bert_hf.modeling_nomic_bert import (
+    NomicBertForPreTraining,
+    NomicBertForSequenceClassification,
+    NomicBertModel,
+)
+from nomic_bert_hf.utils.files import atomic_output_dir, read_state_dict
+
 from .embedder import build_embedder, save_embedder
-from .modeling_nomic_bert import NomicBertForPreTraining, NomicBertForSequenceClassification, NomicBertModel
 from .tokenization import bert_uncased_tokenizer, save_tokenizer
 
 NOMIC_CODE = "nomic-ai/nomic-bert-2048--{}_hf_nomic_bert.{}"

@@ -1,0 +1,1 @@
+"""Data for every stage: the shipped corpus, Hub datasets, MLM sequences, contrastive pairs."""

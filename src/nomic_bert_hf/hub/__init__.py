@@ -1,0 +1,1 @@
+"""Publishing a trained embedder to the Hugging Face Hub."""

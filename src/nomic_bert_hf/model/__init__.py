@@ -1,0 +1,1 @@
+"""The model's companions: tokenizer, sentence-transformers embedder, checkpoint conversion, LoRA."""

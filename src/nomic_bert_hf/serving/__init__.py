@@ -1,0 +1,1 @@
+"""Serving outside PyTorch: ONNX export and an onnxruntime-backed embedder."""

@@ -1,0 +1,1 @@
+"""The training stages' pieces: contrastive model and loss, Trainer run folders, cost plans."""

@@ -1,0 +1,1 @@
+"""Shared plumbing: atomic files and folders, YAML configs, provenance records."""

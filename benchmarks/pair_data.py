@@ -31,11 +31,12 @@ import yaml
 from nomic_bert_hf import NomicBertConfig, NomicBertModel
 from nomic_bert_hf.data.corpus import Corpus
 from nomic_bert_hf.data.hub_data import inspect_split
-from nomic_bert_hf.data.pair_data import pair_columns, source_prompts
+from nomic_bert_hf.data.pair_data import pair_columns
 from nomic_bert_hf.data.pair_stream import SingleSourceStream, StreamSource
 from nomic_bert_hf.data.sampler import single_source_sampler
 from nomic_bert_hf.model.embedder import build_embedder
 from nomic_bert_hf.model.tokenization import bert_uncased_tokenizer, save_tokenizer
+from nomic_bert_hf.tasks import column_prompts
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE_PAIRS, RECIPE_SECONDS, RECIPE_GPUS = 234_553_344, 3.5 * 86_400, 8
@@ -125,7 +126,7 @@ def main():
         model.max_seq_length = args.max_seq_length
         splits = {f"source_{i}": inspect_split(str(copy), f"source_{i}") for i in range(args.sources)}
         tasks = {name: TASKS[i % len(TASKS)] for i, name in enumerate(splits)}
-        prompts = {name: source_prompts(tasks[name], pair_columns()) for name in splits}
+        prompts = {name: column_prompts(tasks[name], pair_columns()) for name in splits}
 
         start = time.perf_counter()
         loaded = datasets.DatasetDict({name: datasets.load_dataset(str(copy), split=name) for name in splits})

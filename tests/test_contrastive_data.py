@@ -20,9 +20,9 @@ from nomic_bert_hf.data.pair_data import (
     pair_columns,
     parse_sources,
     require_rows,
-    source_prompts,
     write_jsonl,
 )
+from nomic_bert_hf.tasks import column_prompts
 
 TRAINING = Path(__file__).resolve().parents[1] / "training"
 
@@ -139,11 +139,11 @@ def test_sources_prompts_and_sizes(tmp_path, rows):
         {"functions": "f.jsonl", "classes": {"path": "c.parquet", "task": "classification"}}, query_column="q"
     )
     assert (functions.task, functions.query_column, classes.task, classes.path) == ("search", "q", "classification", "c.parquet")
-    assert source_prompts("search", pair_columns(2)) == {
+    assert column_prompts("search", pair_columns(2)) == {
         "query": "search_query: ", "document": "search_document: ", "negative_1": "search_document: ",
         "negative_2": "search_document: ",
     }
-    assert set(source_prompts("clustering", pair_columns()).values()) == {"clustering: "}
+    assert set(column_prompts("clustering", pair_columns()).values()) == {"clustering: "}
     with pytest.raises(ValueError, match="unknown task 'retrieval'"):
         parse_sources({"x": {"path": "x.jsonl", "task": "retrieval"}})
     with pytest.raises(ValueError, match="needs a `path`"):

@@ -42,12 +42,12 @@ from nomic_bert_hf.data.pair_data import (
     parse_sources,
     require_pair_columns,
     require_rows,
-    source_prompts,
 )
 from nomic_bert_hf.data.pair_stream import SingleSourceStream, StreamSource
 from nomic_bert_hf.data.sampler import single_source_sampler
 from nomic_bert_hf.model.embedder import save_embedder
 from nomic_bert_hf.model.lora import add_lora, merge_adapter, save_adapter
+from nomic_bert_hf.tasks import column_prompts
 from nomic_bert_hf.training.contrastive import (
     contrastive_loss,
     load_embedder,
@@ -190,7 +190,7 @@ def main(args=None, callbacks=None):
             if held is not None:
                 held_out.append((source.name, source.task, held))
             train_datasets[source.name] = pairs
-            prompts[source.name] = source_prompts(source.task, pair_columns(data_args.num_negatives))
+            prompts[source.name] = column_prompts(source.task, pair_columns(data_args.num_negatives))
         train_dataset, training_args.prompts = DatasetDict(train_datasets), prompts
         training_args.multi_dataset_batch_sampler = single_source_sampler(batches_per_step)
     for source in parse_sources(data_args.eval_datasets or {}, mirror=data_args.data_mirror):
@@ -255,7 +255,7 @@ def build_stream(sources, splits, data_args, training_args) -> SingleSourceStrea
     for source, split in zip(sources, splits):
         require_pair_columns(source, split.features)
         negatives = negatives_column(source, split.features) if data_args.num_negatives else None
-        prompts = source_prompts(source.task, pair_columns(data_args.num_negatives))
+        prompts = column_prompts(source.task, pair_columns(data_args.num_negatives))
         stream_sources.append(StreamSource(source.name, split, source.query_column, source.document_column,
                                            negatives, prompts))
     return SingleSourceStream(

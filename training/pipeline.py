@@ -55,7 +55,7 @@ from stages import (
 from nomic_bert_hf import NomicBertConfig
 from nomic_bert_hf.data.corpus import Corpus
 from nomic_bert_hf.data.hub_data import inspect_split
-from nomic_bert_hf.data.pair_data import parse_sources, task_prefixes
+from nomic_bert_hf.data.pair_data import parse_sources
 from nomic_bert_hf.evaluation.results import (
     category_rows,
     find_runs,
@@ -68,6 +68,7 @@ from nomic_bert_hf.evaluation.results import (
 )
 from nomic_bert_hf.hub.publish import main as publish
 from nomic_bert_hf.model.embedder_folder import weights_digest
+from nomic_bert_hf.tasks import column_prompts
 from nomic_bert_hf.training.plan import (
     carried_negatives,
     contrastive_plan,
@@ -194,9 +195,8 @@ def finetune_sources(config: PipelineConfig, corpus: Corpus | None, root: Path) 
             for source in parse_sources(datasets, mirror=config.data_mirror):
                 split = inspect_split(source.path, source.split, source.subset, source.revision, source.mirror)
                 if carried_negatives(source, split.features) is None:
-                    query_prompt, document_prompt = task_prefixes(source.task)
-                    prompts = {"query": query_prompt, "document": document_prompt}
-                    to_mine.append((source.name, {**datasets[source.name], "prompts": prompts}, None))
+                    spec = {**datasets[source.name], "prompts": column_prompts(source.task)}
+                    to_mine.append((source.name, spec, None))
     for name, spec, _ in to_mine:
         datasets[name] = {"path": str(root / "mine" / f"{name}.jsonl.gz"), "task": spec.get("task", "search")}
     return datasets, to_mine

@@ -16,7 +16,6 @@ import yaml
 from transformers.trainer_utils import get_last_checkpoint
 
 from nomic_bert_hf.data.corpus import Corpus
-from nomic_bert_hf.model.embedder import PROMPTS
 from nomic_bert_hf.model.embedder_folder import weights_digest
 from nomic_bert_hf.training.runs import DATASETS_FILE, FINAL_DIR
 from nomic_bert_hf.utils.configs import CONFIG_FILE
@@ -54,23 +53,12 @@ def run_stage(script: str, arguments: list[str], launcher: str = "") -> None:
     subprocess.run(command, check=True, cwd=ROOT)
 
 
-def task_of(prompts: dict[str, str]) -> str:
-    """The contrastive stage's task name for a dataset's prompts (search, classification or clustering)."""
-    query_prompt = prompts["query"]
-    if query_prompt == PROMPTS["query"]:
-        return "search"
-    for task in ("classification", "clustering"):
-        if query_prompt == PROMPTS[task]:
-            return task
-    raise ValueError(f"prompts {prompts} match no Nomic task prefix")
-
-
 def pair_datasets(corpus: Corpus, stage: int) -> dict[str, dict]:
     """`train_datasets` for the contrastive stage: the corpus's pair datasets of a training stage (2 or 3)."""
     names = corpus.pair_datasets(stage=stage)
     if not names:
         raise ValueError(f"the corpus at {corpus.root} has no pair datasets for stage {stage}")
-    return {name: {"path": str(Path(corpus.data_files(name)["train"][0]).parent), "task": task_of(corpus.prompts(name))}
+    return {name: {"path": str(Path(corpus.data_files(name)["train"][0]).parent), "task": corpus.task(name)}
             for name in names}
 
 

@@ -9,17 +9,21 @@ file lists that `datasets.load_dataset("json", data_files=...)` reads.
     for name in corpus.pair_datasets(stage=2):                                        # query, document, source, doc_id
         pairs = load_dataset("json", data_files=corpus.data_files(name), split="train")
         prompts = corpus.prompts(name)                       # {"query": "search_query: ", "document": ...}
+        task_name = corpus.task(name)                        # "search", the task of those prefixes
     task = corpus.eval_files("perl_faq")                     # {"queries": ..., "corpus": ..., "qrels": ...}
 
 The manifest (`manifest.json`) names every file with its row count and sha256, each pair dataset's training stage
-(2: weakly supervised contrastive pretraining, 3: fine-tuning) and Nomic task prompts, and each evaluation task's
-type. DATA.md next to it documents sources, licences and construction.
+(2: weakly supervised contrastive pretraining, 3: fine-tuning) and Nomic task prompts (a task's `column_prompts`,
+`nomic_bert_hf.tasks`), and each evaluation task's type. DATA.md next to it documents sources, licences and
+construction.
 """
 
 import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
+
+from nomic_bert_hf.tasks import task_of_prompts
 
 MANIFEST = "manifest.json"
 SPLITS = ("train", "validation")
@@ -104,6 +108,10 @@ class Corpus:
         """Column -> prompt (Nomic task prefix with its ': ') of a pair dataset or an evaluation task."""
         entry = self.manifest["eval"][name] if name in self.manifest["eval"] else self._pairs(name)
         return dict(entry["prompts"])
+
+    def task(self, name: str) -> str:
+        """The Nomic task (`nomic_bert_hf.tasks`) whose prefixes a pair dataset's or evaluation task's prompts are."""
+        return task_of_prompts(self.prompts(name))
 
     def stage(self, name: str) -> int:
         return self._pairs(name)["stage"]

@@ -3,8 +3,8 @@
 A source is one dataset with one task prefix (Nomic trains each batch on one source). `load_pairs` gives the columns
 sentence-transformers' ranking losses read in order: `query`, `document`, then `negative_1` ... `negative_k`, sampled
 at random (seeded) from the source's list of mined negatives (its one list-of-text column unless named). A Hub id
-is read from a mirror's copy when `mirror` is set (`hub_data.resolve_path`). `source_prompts` maps those columns to
-the prefixes the saved model stores (`embedder.PROMPTS`), for the trainer's `prompts` argument.
+is read from a mirror's copy when `mirror` is set (`hub_data.resolve_path`). `nomic_bert_hf.tasks.column_prompts` maps
+those columns to the source's task prefixes, for the trainer's `prompts` argument.
 """
 
 import dataclasses
@@ -18,18 +18,11 @@ from pathlib import Path
 
 from datasets import Dataset, Features, IterableDataset, List, Value, load_dataset
 
-from nomic_bert_hf.model.embedder import PROMPTS
+from nomic_bert_hf.tasks import TASKS
 
 from .hub_data import FILE_BUILDERS, file_builder, resolve_path
 
 logger = logging.getLogger(__name__)
-
-# task -> (prompt of the query column, prompt of the document and negative columns), names from embedder.PROMPTS
-TASK_PROMPTS = {
-    "search": ("query", "document"),
-    "classification": ("classification", "classification"),
-    "clustering": ("clustering", "clustering"),
-}
 
 
 @dataclasses.dataclass
@@ -48,8 +41,8 @@ class PairSource:
     mirror: str | None = None  # a folder with a copy of each Hub dataset at <mirror>/<org>/<name>
 
     def __post_init__(self):
-        if self.task not in TASK_PROMPTS:
-            raise ValueError(f"dataset {self.name!r}: unknown task {self.task!r}; choose one of {sorted(TASK_PROMPTS)}")
+        if self.task not in TASKS:
+            raise ValueError(f"dataset {self.name!r}: unknown task {self.task!r}; choose one of {sorted(TASKS)}")
 
 
 def parse_sources(specs: Mapping[str, str | Mapping], **defaults) -> list[PairSource]:
@@ -69,19 +62,6 @@ def parse_sources(specs: Mapping[str, str | Mapping], **defaults) -> list[PairSo
 def pair_columns(num_negatives: int = 0) -> list[str]:
     """The columns `load_pairs` gives, in the order the ranking losses read them."""
     return ["query", "document", *(f"negative_{j}" for j in range(1, num_negatives + 1))]
-
-
-def task_prefixes(task: str) -> tuple[str, str]:
-    """The (query, document) prefixes of a task, e.g. ("search_query: ", "search_document: ") for search."""
-    query_prompt, document_prompt = (PROMPTS[name] for name in TASK_PROMPTS[task])
-    return query_prompt, document_prompt
-
-
-def source_prompts(task: str, columns: list[str]) -> dict[str, str]:
-    """The prompt of each training column: the first (query) column gets the task's query prefix, the others (the
-    document and its negatives) the document prefix."""
-    query_prompt, document_prompt = task_prefixes(task)
-    return {column: query_prompt if position == 0 else document_prompt for position, column in enumerate(columns)}
 
 
 def load_pairs(

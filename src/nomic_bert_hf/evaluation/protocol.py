@@ -1,10 +1,12 @@
 """Nomic's MTEB protocol as an mteb encoder (paper section 5.2.1).
 
 * Prompts: `search_query: ` / `search_document: ` for Retrieval and Reranking, `clustering: ` for Clustering,
-  `classification: ` for Classification, PairClassification, STS and Summarization. The model's own prompt names
-  (`classification`, `clustering`) are not keys mteb understands, so they are mapped onto mteb's keys: task types
-  (`STS`, `Clustering`, ...) and `<task type>-<prompt type>` (`Retrieval-query`, ...). mteb picks the first key that
-  exists among task name + prompt type, task name, task type + prompt type, task type, prompt type.
+  `classification: ` for Classification, PairClassification, STS and Summarization (`nomic_bert_hf.tasks`). The
+  model's own prompt names (`classification`, `clustering`) are not keys mteb understands, so they are mapped onto
+  mteb's keys: task types (`STS`, `Clustering`, ...) and `<task type>-<prompt type>` (`Retrieval-query`, ...), with
+  bare `query` / `document` for any other task that encodes queries and documents (e.g. InstructionRetrieval). mteb
+  picks the first key that exists among task name + prompt type, task name, task type + prompt type, task type,
+  prompt type.
 * Normalisation: embeddings are L2-normalised for every task type except classification, where the features go
   unnormalised into mteb's classifier (Nomic's `no_normalize_classification`).
 * A chosen maximum sequence length (512 in the paper's MTEB runs) and, for long inputs, the dynamic NTK factor
@@ -16,18 +18,9 @@ from typing import Any
 
 from mteb.models import SentenceTransformerEncoderWrapper
 
-from nomic_bert_hf.model.embedder import PROMPTS
+from nomic_bert_hf.tasks import mteb_prompts
 
-SEARCH = {"query": PROMPTS["query"], "document": PROMPTS["document"]}
-PROTOCOL_PROMPTS = {
-    **{f"{task_type}-{side}": prompt for task_type in ("Retrieval", "Reranking") for side, prompt in SEARCH.items()},
-    **dict.fromkeys(
-        ("Classification", "MultilabelClassification", "PairClassification", "STS", "Summarization"),
-        PROMPTS["classification"],
-    ),
-    "Clustering": PROMPTS["clustering"],
-    **SEARCH,  # any other task that encodes queries and documents (e.g. InstructionRetrieval)
-}
+PROTOCOL_PROMPTS = mteb_prompts()
 UNNORMALISED_TASK_TYPES = frozenset({"Classification", "MultilabelClassification"})
 PROTOCOL_MAX_SEQ_LENGTH = 512
 

@@ -2,7 +2,7 @@
 
 Modules: Transformer -> mean pooling over every unmasked token (prompt and special tokens included) -> for
 Matryoshka models (v1.5) a LayerNorm without learnable effect (weight 1, bias 0, frozen) -> L2 normalisation.
-Nomic's task prefixes are stored as prompts, so `encode_query` / `encode_document` add them.
+Nomic's task prefixes (`nomic_bert_hf.tasks`) are stored as prompts, so `encode_query` / `encode_document` add them.
 
 With `truncate_dim=d` sentence-transformers slices the normalised vector; pass `normalize_embeddings=True` as well to
 get v1.5's exact recipe (layer norm, keep the first d dimensions, L2-normalise). Cosine similarities are the same
@@ -22,16 +22,12 @@ from sentence_transformers.sentence_transformer.modules import (
 
 from nomic_bert_hf.configuration_nomic_bert import AUTO_MAP, NomicBertConfig
 from nomic_bert_hf.modeling_nomic_bert import NomicBertModel
+from nomic_bert_hf.tasks import embedder_prompts
 from nomic_bert_hf.utils.files import atomic_output_dir, load_strict
 
 from .tokenization import write_vocab
 
-PROMPTS = {
-    "query": "search_query: ",
-    "document": "search_document: ",
-    "classification": "classification: ",
-    "clustering": "clustering: ",
-}
+PROMPTS = embedder_prompts()
 MATRYOSHKA_DIMS = (768, 512, 256, 128, 64)
 
 

@@ -19,8 +19,8 @@ from sentence_transformers.sentence_transformer.modules import LayerNorm, Poolin
 from torch import nn
 from transformers.utils import cached_file
 
-from nomic_bert_hf.data.pair_data import task_prefixes
 from nomic_bert_hf.model.embedder import PROMPTS, build_embedder, freeze_matryoshka_norm
+from nomic_bert_hf.tasks import task_prefixes
 
 logger = logging.getLogger(__name__)
 

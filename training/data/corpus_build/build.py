@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nomic_bert_hf.tasks import column_prompts
 from nomic_bert_hf.utils.configs import parse_config
 from nomic_bert_hf.utils.files import atomic_output_dir
 
@@ -154,7 +155,7 @@ def assemble(parsed: Parsed):
     similarity, relations = D.similarity_task(synsets, units)
     evals["wordnet_similarity"] = (
         {"test": similarity},
-        {"type": "sts", "prompts": {"sentence1": "classification: ", "sentence2": "classification: "},
+        {"type": "sts", "prompts": column_prompts("classification", ["sentence1", "sentence2"]),
          "held_out": False, "score_range": [0.0, 1.0], "relations": relations,
          "description": "definitions of two validation WordNet synsets, scored by their path similarity in the "
                         "hypernym hierarchy"},

@@ -6,6 +6,8 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+from nomic_bert_hf.tasks import column_prompts
+
 from . import wordnet
 from .debian import Description, group_siblings, is_placeholder
 from .docs import Document
@@ -32,8 +34,8 @@ RECIPE = {
     "similarity_anchors": 400,
 }
 _SECTION_NUMBER = re.compile(r"^\d+(\.\d+)*\.?\s+")  # "9.4.1. format" -> "format"
-SEARCH = {"query": "search_query: ", "document": "search_document: "}
-CLUSTERING = {"query": "clustering: ", "document": "clustering: "}
+SEARCH = column_prompts("search")  # pair datasets' and evaluation tasks' prompts, column -> Nomic task prefix
+CLUSTERING = column_prompts("clustering")
 
 
 @dataclass

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 from contrastive_data import docstring_pairs, one_thread  # noqa: F401 (one_thread: an autouse fixture)
-from datasets import Dataset, IterableDataset
+from datasets import Dataset, IterableDataset, load_dataset
 from sentence_transformers import SentenceTransformer
 
 from nomic_bert_hf.data.mining import consistency_filter, mine_negatives
@@ -164,6 +164,27 @@ def test_jsonl_output_is_atomic_and_never_overwritten_silently(rows, tmp_path):
     with pytest.raises(FileExistsError):
         write_jsonl(Dataset.from_list(rows[:1]), path)
     assert list(tmp_path.iterdir()) == [path]
+
+
+@pytest.mark.parametrize("name", ["pairs.jsonl", "pairs.jsonl.gz"])
+def test_jsonl_output_reads_back_as_the_rows_written_one_by_one(rows, tmp_path, name):
+    """`write_jsonl` (Dataset.to_json) gives the rows that a line-by-line json.dumps writer gives."""
+    negatives = [["Zürich, «naïve» 東京 😀", "a/b\\c </p>", ""], [], ["\u2028 line\tbreak\n"]]
+    pairs = Dataset.from_list([{**row, "negatives": negatives[i % 3]} for i, row in enumerate(rows[:30])])
+    pairs = pairs.shuffle(seed=0)
+    written = write_jsonl(pairs, tmp_path / "library" / name)
+    reference = tmp_path / "reference" / name
+    reference.parent.mkdir()
+    with (gzip.open if name.endswith(".gz") else open)(reference, "wt", encoding="utf-8") as file:
+        file.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in pairs)
+    if name.endswith(".gz"):
+        assert gzip.open(written).read()  # gzip-compressed
+    else:
+        assert "Zürich" in written.read_text(encoding="utf-8")  # non-ASCII kept as it is
+    read = load_dataset("json", data_files=str(written), split="train")
+    expected = load_dataset("json", data_files=str(reference), split="train")
+    assert read.features == expected.features and read.to_list() == expected.to_list() == pairs.to_list()
+    assert list(written.parent.iterdir()) == [written]
 
 
 def test_mined_negatives_are_other_documents_ranked_highest(rows, minilm):

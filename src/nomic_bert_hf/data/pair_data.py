@@ -9,9 +9,7 @@ the prefixes the saved model stores (`embedder.PROMPTS`), for the trainer's `pro
 
 import dataclasses
 import gzip
-import json
 import logging
-import os
 import random
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,6 +17,7 @@ from pathlib import Path
 from datasets import Dataset, Features, IterableDataset, List, Value, load_dataset
 
 from nomic_bert_hf.model.embedder import PROMPTS
+from nomic_bert_hf.utils.files import atomic_file
 
 from .hub_data import FILE_BUILDERS, file_builder, resolve_path
 
@@ -144,21 +143,15 @@ def require_rows(pairs: Dataset, name: str, rows_per_step: int) -> None:
 
 
 def write_jsonl(rows: Dataset, path: str | Path, overwrite: bool = False) -> Path:
-    """Write rows as JSON lines (gzip-compressed when the name ends in .gz), atomically: a partial file never sits
-    under the final name, and an existing file is only replaced with `overwrite`."""
+    """Write rows as JSON lines (`Dataset.to_json`, non-ASCII kept; gzip-compressed when the name ends in .gz),
+    atomically: a partial file never sits under the final name, and an existing file is only replaced with
+    `overwrite`."""
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} already exists; choose another output or allow overwriting")
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    opener = gzip.open if path.suffix == ".gz" else open
-    try:
-        with opener(partial, "wt", encoding="utf-8") as file:
-            for row in rows:
-                file.write(json.dumps(row, ensure_ascii=False) + "\n")
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
+    with atomic_file(path, "wb", opener=gzip.open if path.suffix == ".gz" else open) as file:
+        rows.to_json(file, force_ascii=False)
     return path
 
 

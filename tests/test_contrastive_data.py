@@ -12,6 +12,7 @@ from contrastive_data import docstring_pairs, one_thread  # noqa: F401 (one_thre
 from datasets import Dataset, IterableDataset, load_dataset
 from sentence_transformers import SentenceTransformer
 
+from nomic_bert_hf.data.builders import file_builder, suffixes_read_by
 from nomic_bert_hf.data.mining import consistency_filter, mine_negatives
 from nomic_bert_hf.data.pair_data import (
     PairSource,
@@ -156,6 +157,16 @@ def test_sources_prompts_and_sizes(tmp_path, rows):
     assert sorted([*train["query"], *held["query"]]) == sorted(pairs["query"])
     with pytest.raises(ValueError, match=r"dataset 'docs' has 60 pairs, fewer than one global batch of 64"):
         require_rows(pairs, "docs", 64)
+
+
+def test_local_files_builder_by_suffix():
+    pair_builders, text_builders = ("json", "parquet"), ("json", "parquet", "text")
+    names = ["a.jsonl", "a.jsonl.gz", "a.json", "a.parquet", "a.parquet.gz", "a.txt", "a.txt.gz", "a.gz", "jsonl"]
+    assert [file_builder(Path(name), pair_builders) for name in names] == [
+        "json", "json", "json", "parquet", None, None, None, None, None]
+    assert [file_builder(Path(name), text_builders) for name in names] == [
+        "json", "json", "json", "parquet", None, "text", "text", None, None]
+    assert suffixes_read_by(("json", "parquet", "csv")) == [".jsonl", ".json", ".parquet", ".csv", ".tsv"]
 
 
 def test_jsonl_output_is_atomic_and_never_overwritten_silently(rows, tmp_path):

@@ -19,7 +19,8 @@ from datasets import Dataset, Features, IterableDataset, List, Value, load_datas
 from nomic_bert_hf.model.embedder import PROMPTS
 from nomic_bert_hf.utils.files import atomic_file
 
-from .hub_data import FILE_BUILDERS, file_builder, resolve_path
+from .builders import file_builder
+from .hub_data import DATASET_FILE_BUILDERS, resolve_path
 
 logger = logging.getLogger(__name__)
 
@@ -158,12 +159,14 @@ def write_jsonl(rows: Dataset, path: str | Path, overwrite: bool = False) -> Pat
 def _load_raw(source: PairSource, streaming: bool) -> Dataset | IterableDataset:
     path = Path(source.path)
     if path.is_file():
-        if file_builder(path) is None:
+        builder = file_builder(path, DATASET_FILE_BUILDERS)
+        if builder is None:
             raise ValueError(f"dataset {source.name!r}: cannot read {path}; use .jsonl, .jsonl.gz, .json or .parquet")
-        return load_dataset(file_builder(path), data_files=str(path), split="train", streaming=streaming)
+        return load_dataset(builder, data_files=str(path), split="train", streaming=streaming)
     if path.is_dir():
         return load_dataset(str(path), split=source.split, streaming=streaming)
-    if path.is_absolute() or source.path.startswith(".") or path.suffix in {*FILE_BUILDERS, ".gz"}:
+    looks_like_a_file = path.suffix == ".gz" or file_builder(path, DATASET_FILE_BUILDERS) is not None
+    if path.is_absolute() or source.path.startswith(".") or looks_like_a_file:
         raise FileNotFoundError(f"dataset {source.name!r}: {path} does not exist")
     return load_dataset(resolve_path(source.path, source.mirror), source.subset, split=source.split,
                         revision=source.revision, streaming=streaming)

@@ -56,7 +56,7 @@ def require_embedder_folder(folder: str | Path) -> Path:
     if missing:
         raise FileNotFoundError(
             f"{folder} is not a complete sentence-transformers embedder folder; missing: {', '.join(missing)}. "
-            "Save the model with nomic_bert_hf.model.embedder.save_embedder (or `nomic-bert-convert --sentence-transformers`)."
+            "Save the model with nomic_bert_hf.model.embedder.save_embedder (or `nomic-bert-convert --sentence_transformers`)."
         )
     return folder
 

@@ -2,7 +2,7 @@
 (`CachedMultipleNegativesRankingLoss`, the configs' loss) against plain `MultipleNegativesRankingLoss` (the baseline),
 measured in the same run.
 
-    OMP_NUM_THREADS=1 python benchmarks/contrastive_memory.py --batch-sizes 256 512 1024 2048 4096 \
+    OMP_NUM_THREADS=1 python benchmarks/contrastive_memory.py --batch_sizes 256 512 1024 2048 4096 \
         --output benchmarks/results/contrastive_memory.json
 
 Each (loss, batch size) runs in a fresh process on a tiny NomicBERT embedder (hidden 32, 2 layers, the bert-base
@@ -99,9 +99,10 @@ def worker(loss_name: str, batch_size: int, steps: int, mini_batch_size: int) ->
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[256, 512, 1024, 2048, 4096])
-    parser.add_argument("--steps", type=int, default=3, help="timed optimizer steps per configuration (after a warm-up)")
-    parser.add_argument("--mini-batch-size", type=int, default=64)
+    parser.add_argument("--batch_sizes", "--batch-sizes", type=int, nargs="+", default=[256, 512, 1024, 2048, 4096])
+    parser.add_argument("--steps", type=int, default=3,
+                        help="timed optimizer steps per configuration (after a warm-up)")
+    parser.add_argument("--mini_batch_size", "--mini-batch-size", type=int, default=64)
     parser.add_argument("--output", type=Path, default=Path("benchmarks/results/contrastive_memory.json"))
     parser.add_argument("--worker", nargs=2, metavar=("LOSS", "BATCH"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -113,7 +114,7 @@ def main(argv=None):
     for batch_size in args.batch_sizes:
         for loss_name in LOSSES:
             command = [sys.executable, __file__, "--worker", loss_name, str(batch_size), "--steps", str(args.steps),
-                       "--mini-batch-size", str(args.mini_batch_size)]
+                       "--mini_batch_size", str(args.mini_batch_size)]
             output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
             results.append(json.loads(output.strip().splitlines()[-1]))
             print(f"done: {loss_name} {batch_size}", file=sys.stderr)

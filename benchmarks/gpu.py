@@ -1,8 +1,8 @@
 """GPU throughput and model FLOPs utilisation (MFU): this package's NomicBERT beside transformers' native class.
 
     python benchmarks/gpu.py                                   # on a CUDA machine: about 5 minutes on one H100/H200
-    python benchmarks/gpu.py --device cpu --size tiny --train-batch 2 --train-length 128 --infer-batch 1 \\
-        --infer-length 512 --varlen-texts 4 --varlen-length 256 --steps 1 --no-compile   # a smoke run of the script
+    python benchmarks/gpu.py --device cpu --size tiny --train_batch 2 --train_length 128 --infer_batch 1 \\
+        --infer_length 512 --varlen_texts 4 --varlen_length 256 --steps 1 --no_compile   # a smoke run of the script
 
 Three workloads, each for this package and for transformers' native `NomicBertForMaskedLM` / `NomicBertModel` with the
 same weights, with every attention implementation available (`sdpa`, and `flash_attention_2` where flash-attn is
@@ -11,7 +11,7 @@ installed) and `torch.compile` off and on:
 1. MLM training at 2048 tokens (the recipe's packed sequences, 30% masking; as in `mlm_throughput.py`): bf16 autocast
    over fp32 weights (the Trainer's `bf16: true`), fused AdamW; a step is forward, backward and optimizer step.
 2. Inference at 8192 tokens: bf16 weights, one forward pass without a padding mask (the native class's fastest path).
-3. Inference on a padded batch of unequal lengths (`--varlen-texts` random lengths up to `--varlen-length`, bf16):
+3. Inference on a padded batch of unequal lengths (`--varlen_texts` random lengths up to `--varlen_length`, bf16):
    the packed route's attention kernel (PyTorch's `varlen_attn` with sdpa on CUDA, no extra package), reported by
    name, and both implementations' outputs against this package's CPU fp32 output on the same batch (largest
    absolute difference over real tokens, lowest cosine of mean-pooled embeddings): bf16 error, no more.
@@ -42,7 +42,7 @@ from nomic_bert_hf.modeling_nomic_bert import packed_attention_kernel
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = {"137m": "nomic-bert-2048.yaml", "tiny": "tiny.yaml"}
-# Peak dense bf16 tensor-core TFLOP/s by device name (SXM parts; pass --peak-tflops for others).
+# Peak dense bf16 tensor-core TFLOP/s by device name (SXM parts; pass --peak_tflops for others).
 PEAK_TFLOPS = {"H200": 989.4, "H100": 989.4, "A100": 312.0, "L40S": 362.1, "L4": 121.0, "B200": 2250.0}
 
 
@@ -187,16 +187,19 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--size", choices=sorted(SIZES), default="137m")
-    parser.add_argument("--train-batch", type=int, default=32, help="sequences per training step")
-    parser.add_argument("--train-length", type=int, default=2048)
-    parser.add_argument("--infer-batch", type=int, default=4)
-    parser.add_argument("--infer-length", type=int, default=8192)
-    parser.add_argument("--varlen-texts", type=int, default=32, help="texts in the unequal-lengths batch")
-    parser.add_argument("--varlen-length", type=int, default=2048, help="longest text of the unequal-lengths batch")
+    parser.add_argument("--train_batch", "--train-batch", type=int, default=32, help="sequences per training step")
+    parser.add_argument("--train_length", "--train-length", type=int, default=2048)
+    parser.add_argument("--infer_batch", "--infer-batch", type=int, default=4)
+    parser.add_argument("--infer_length", "--infer-length", type=int, default=8192)
+    parser.add_argument("--varlen_texts", "--varlen-texts", type=int, default=32,
+                        help="texts in the unequal-lengths batch")
+    parser.add_argument("--varlen_length", "--varlen-length", type=int, default=2048,
+                        help="longest text of the unequal-lengths batch")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile runs")
-    parser.add_argument("--peak-tflops", type=float, help="the device's peak dense bf16 TFLOP/s (default: by name)")
+    parser.add_argument("--no_compile", "--no-compile", action="store_true", help="skip the torch.compile runs")
+    parser.add_argument("--peak_tflops", "--peak-tflops", type=float,
+                        help="the device's peak dense bf16 TFLOP/s (default: by name)")
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "gpu.json")
     args = parser.parse_args()
     device = torch.device(args.device)

@@ -6,15 +6,15 @@ same weights, in the same run.
     python benchmarks/inference.py --sections throughput batching --texts 24 16 6 0 0  # some sections, texts <= 2048
 
 1. Throughput: texts sampled from the project's default corpus in five length ranges up to 8192 tokens, batch sizes
-   1/8/32 (`--batch-sizes`), in random order (as the Trainer and raw forward calls see them) and length-sorted (as
+   1/8/32 (`--batch_sizes`), in random order (as the Trainer and raw forward calls see them) and length-sorted (as
    sentence-transformers' `encode` sorts). The native model attends with a padding mask, which on CPU materialises batch x heads x L x L
-   scores: batches whose scores would exceed `--native-attention-gib` are skipped for it, and the ratio is computed on
+   scores: batches whose scores would exceed `--native_attention_gib` are skipped for it, and the ratio is computed on
    the batches both ran.
    The models take turns batch by batch, over `--repeats` passes; tables show the medians of the passes.
 2. Peak memory (growth of the resident set's high-water mark during the call) of one forward pass at 512 to 8192
    tokens (no padding mask, so the native model uses its mask-free path), and of one training step at 512 to 2048
    tokens with gradient checkpointing. Each measurement runs in a fresh process.
-3. Batched against one at a time: `--short-texts` corpus texts whose lengths spread evenly over 16-512 tokens, as one
+3. Batched against one at a time: `--short_texts` corpus texts whose lengths spread evenly over 16-512 tokens, as one
    padded batch in random order, beside each text run alone. A batch must never be slower than its texts one at a
    time: the ratio is ours batched over native one at a time (ours one at a time and native batched are shown too).
 4. sentence-transformers `encode` throughput, per token, of the pipeline's final embedder (`nomic-embed-text`, if it
@@ -293,11 +293,12 @@ def main():
                         help="documents sampled from the default corpus per length range: "
                              + ", ".join(f"{low}-{high}" for low, high in LENGTH_RANGES) + " tokens (8192: longer "
                              "documents cut at 8192)")
-    parser.add_argument("--short-texts", type=int, default=16,
+    parser.add_argument("--short_texts", "--short-texts", type=int, default=16,
                         help="texts of 16-512 tokens in the batched-against-one-at-a-time section")
     parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS))
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8, 32], help="of the throughput section")
-    parser.add_argument("--native-attention-gib", type=float, default=4.0)
+    parser.add_argument("--batch_sizes", "--batch-sizes", type=int, nargs="+", default=[1, 8, 32],
+                        help="of the throughput section")
+    parser.add_argument("--native_attention_gib", "--native-attention-gib", type=float, default=4.0)
     parser.add_argument("--embedder", type=Path, default=ROOT / "nomic-embed-text")
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "inference.json")
     parser.add_argument("--repeats", type=int, default=2,

@@ -7,7 +7,7 @@ the published recipe consumes pairs.
 1. A local copy laid out as on the Hub (`data/<split>-NNNNN-of-00004.parquet` and a README with the splits) of
    `--rows` pairs in `--sources` splits, of real text from the default corpus at the size of Nomic's pairs.
 2. For each path and data-loader worker count, the training data loader exactly as `training/contrastive.py` builds it
-   (sentence-transformers' trainer, its collator and the task prefixes, per-device batch `--batch-size`, one process)
+   (sentence-transformers' trainer, its collator and the task prefixes, per-device batch `--batch_size`, one process)
    is read for `--batches` batches after one warm-up batch; pairs/s is the median over `--repeats` passes.
 3. The table's baseline is what one GPU process of the recipe consumes: Nomic trained 234,553,344 pairs in about
    3.5 days on 8 GPUs (paper, appendix A), 97 pairs/s per process. The data pipeline must never be the bottleneck,
@@ -106,10 +106,10 @@ def main():
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--sources", type=int, default=8)
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--batch_size", "--batch-size", type=int, default=256)
     parser.add_argument("--batches", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--max-seq-length", type=int, default=2048)
+    parser.add_argument("--max_seq_length", "--max-seq-length", type=int, default=2048)
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "pair_data.json")
     args = parser.parse_args()
     torch.set_num_threads(1)

@@ -44,8 +44,9 @@ STAGE_ORDER = ("(a) untrained", "(b) MLM + contrastive", "(c) fine-tuned")
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--run", type=Path, default=ROOT / "runs" / "nomic-embed-text", help="the pipeline's output_dir")
-    parser.add_argument("--results-dir", type=Path, default=ROOT / "runs" / "quality-mteb")
+    parser.add_argument("--run", type=Path, default=ROOT / "runs" / "nomic-embed-text",
+                        help="the pipeline's output_dir")
+    parser.add_argument("--results_dir", "--results-dir", type=Path, default=ROOT / "runs" / "quality-mteb")
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "quality")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)

@@ -1,8 +1,10 @@
 """Long-context evaluation: the same retrieval tasks at several maximum sequence lengths, as a table by length.
 
 Usage:
-    python evaluation/long_context.py evaluation/configs/long_context/default.yaml --model runs/nomic-embed-text/final
-    python evaluation/long_context.py evaluation/configs/long_context/published.yaml --model myorg/nomic-embed-text
+    python evaluation/long_context.py evaluation/configs/long_context/default.yaml \
+        --model_name_or_path runs/nomic-embed-text/final
+    python evaluation/long_context.py evaluation/configs/long_context/published.yaml \
+        --model_name_or_path myorg/nomic-embed-text
 
 Above the model's trained length (2048) the dynamic NTK factor `rotary_scaling_factor` (alpha = 2 in the paper) is
 set on the model's config. `LongEmbed` (mteb's benchmark; its data come from the Hub) and local long-document
@@ -28,7 +30,7 @@ from nomic_bert_hf.utils.configs import parse_config, save_config
 
 @dataclass
 class LongContextConfig:
-    model: str = field(metadata={"help": "Embedder folder or Hub model id"})
+    model_name_or_path: str = field(metadata={"help": "Embedder folder or Hub model id", "aliases": ["--model"]})
     tasks: list[str] = field(default_factory=lambda: ["LongEmbed"])
     lengths: list[int] = field(default_factory=lambda: list(LONG_CONTEXT_LENGTHS))
     rotary_scaling_factor: float = field(default=2.0, metadata={"help": "dynamic NTK alpha above the trained length"})
@@ -43,15 +45,15 @@ def main(args=None):
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     # 1. Resolve the model (a folder's revision is its weights digest, a Hub model's the commit)
-    folder, revision = resolve_model(config.model, config.revision)
-    name = config.model_name or default_model_name(config.model)
+    folder, revision = resolve_model(config.model_name_or_path, config.revision)
+    name = config.model_name or default_model_name(config.model_name_or_path)
 
     # 2. Choose the tasks
     tasks = resolve_tasks(config.tasks)
 
     # 3. Evaluate at every length (cached per length)
-    table = evaluate_long_context(config.model, tasks, results_dir=config.output_dir, lengths=config.lengths,
-                                  rotary_scaling_factor=config.rotary_scaling_factor, name=name,
+    table = evaluate_long_context(config.model_name_or_path, tasks, results_dir=config.output_dir,
+                                  lengths=config.lengths, rotary_scaling_factor=config.rotary_scaling_factor, name=name,
                                   revision=revision, batch_size=config.batch_size)
 
     # 4. Report the table by length and record the config

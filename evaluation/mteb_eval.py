@@ -1,14 +1,19 @@
 """Evaluate an embedder through MTEB's harness with Nomic's protocol.
 
 Usage:
-    python evaluation/mteb_eval.py evaluation/configs/mteb_eval/default.yaml --model runs/nomic-embed-text/final
-    python evaluation/mteb_eval.py evaluation/configs/mteb_eval/published.yaml --model myorg/nomic-embed-text
-    python evaluation/mteb_eval.py --model nomic-embed-text --tasks STSBenchmark "MTEB(eng, v2)" data/eval/manpages
-    python evaluation/mteb_eval.py --model nomic-embed-text --tasks SciFact --precisions float32 int8 binary
+    python evaluation/mteb_eval.py evaluation/configs/mteb_eval/default.yaml \
+        --model_name_or_path runs/nomic-embed-text/final
+    python evaluation/mteb_eval.py evaluation/configs/mteb_eval/published.yaml \
+        --model_name_or_path myorg/nomic-embed-text
+    python evaluation/mteb_eval.py --model_name_or_path nomic-embed-text \
+        --tasks STSBenchmark "MTEB(eng, v2)" data/eval/manpages
+    python evaluation/mteb_eval.py --model_name_or_path nomic-embed-text \
+        --tasks SciFact --precisions float32 int8 binary
 
-`--model` is an embedder folder or a Hub id; `--tasks` takes mteb task names, mteb benchmark names and local task
-folders (see `nomic_bert_hf.evaluation.local_tasks`). Prompts: search_query/search_document for Retrieval and
-Reranking, clustering for Clustering, classification for the rest; embeddings normalised except for classification.
+`--model_name_or_path` (or `--model`) is an embedder folder or a Hub id; `--tasks` takes mteb task names, mteb benchmark
+names and local task folders (see `nomic_bert_hf.evaluation.local_tasks`). Prompts: search_query/search_document for
+Retrieval and Reranking, clustering for Clustering, classification for the rest; embeddings normalised except for
+classification.
 Results are cached per model name and revision in `output_dir` (mteb's layout), so an interrupted run continues
 where it stopped and a finished one is not recomputed. The table is printed and written as `summary.md` next to
 mteb's files, with the resolved `config.yaml`.
@@ -45,7 +50,7 @@ from nomic_bert_hf.utils.configs import parse_config, save_config
 
 @dataclass
 class MtebEvalConfig:
-    model: str = field(metadata={"help": "Embedder folder or Hub model id"})
+    model_name_or_path: str = field(metadata={"help": "Embedder folder or Hub model id", "aliases": ["--model"]})
     tasks: list[str] = field(default_factory=list, metadata={"help": "mteb tasks, benchmarks or local task folders"})
     model_name: str | None = field(default=None, metadata={"help": "org/name to file results under"})
     revision: str | None = field(default=None, metadata={"help": "Hub revision (local folders: weights digest)"})
@@ -100,7 +105,7 @@ def main(args=None):
             continue
 
         # 2. Describe the model for mteb: name, revision, dimensions, precision, and the protocol's loader
-        meta = embedder_model_meta(config.model, name=config.model_name, revision=config.revision,
+        meta = embedder_model_meta(config.model_name_or_path, name=config.model_name, revision=config.revision,
                                    max_seq_length=config.max_seq_length, embed_dim=config.embed_dim,
                                    precision=precision)
 

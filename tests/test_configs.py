@@ -71,3 +71,36 @@ def test_atomic_output_dir_is_an_ordinary_folder(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert (tmp_path / "out").stat().st_mode & 0o777 == 0o777 & ~umask
+
+
+def test_interrupted_atomic_file_leaves_neither_final_nor_partial_file(tmp_path):
+    from nomic_bert_hf.utils.files import atomic_file
+
+    path = tmp_path / "out.json"
+    with pytest.raises(RuntimeError, match="full disk"):
+        with atomic_file(path) as file:
+            file.write("half")
+            raise RuntimeError("full disk")
+    assert list(tmp_path.iterdir()) == []
+    path.write_text("old")
+    with pytest.raises(RuntimeError):
+        with atomic_file(path) as file:
+            file.write("new")
+            raise RuntimeError
+    assert list(tmp_path.iterdir()) == [path] and path.read_text() == "old"
+    with atomic_file(path) as file:
+        file.write("new")
+    assert list(tmp_path.iterdir()) == [path] and path.read_text() == "new"
+
+
+def test_streamed_sha256_is_that_of_the_whole_file(tmp_path):
+    import hashlib
+
+    from nomic_bert_hf.utils.files import sha256_file, update_digest
+
+    data = bytes(range(256)) * 9000  # over two read chunks
+    (tmp_path / "data").write_bytes(data)
+    assert sha256_file(tmp_path / "data") == hashlib.sha256(data).hexdigest()
+    digest = hashlib.sha256(b"prefix")
+    update_digest(digest, tmp_path / "data")
+    assert digest.hexdigest() == hashlib.sha256(b"prefix" + data).hexdigest()

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 import yaml
 from contrastive_data import docstring_pairs, one_thread  # noqa: F401 (one_thread: an autouse fixture)
-from datasets import Dataset, IterableDataset
+from datasets import Dataset, IterableDataset, load_dataset
 from sentence_transformers import SentenceTransformer
 
+from nomic_bert_hf.data.builders import file_builder, suffixes_read_by
 from nomic_bert_hf.data.mining import consistency_filter, mine_negatives
 from nomic_bert_hf.data.pair_data import (
     PairSource,
@@ -158,12 +159,43 @@ def test_sources_prompts_and_sizes(tmp_path, rows):
         require_rows(pairs, "docs", 64)
 
 
+def test_local_files_builder_by_suffix():
+    pair_builders, text_builders = ("json", "parquet"), ("json", "parquet", "text")
+    names = ["a.jsonl", "a.jsonl.gz", "a.json", "a.parquet", "a.parquet.gz", "a.txt", "a.txt.gz", "a.gz", "jsonl"]
+    assert [file_builder(Path(name), pair_builders) for name in names] == [
+        "json", "json", "json", "parquet", None, None, None, None, None]
+    assert [file_builder(Path(name), text_builders) for name in names] == [
+        "json", "json", "json", "parquet", None, "text", "text", None, None]
+    assert suffixes_read_by(("json", "parquet", "csv")) == [".jsonl", ".json", ".parquet", ".csv", ".tsv"]
+
+
 def test_jsonl_output_is_atomic_and_never_overwritten_silently(rows, tmp_path):
     path = write_jsonl(Dataset.from_list(rows[:3]), tmp_path / "out.jsonl.gz")
     assert [json.loads(line)["query"] for line in gzip.open(path, "rt")] == [row["query"] for row in rows[:3]]
     with pytest.raises(FileExistsError):
         write_jsonl(Dataset.from_list(rows[:1]), path)
     assert list(tmp_path.iterdir()) == [path]
+
+
+@pytest.mark.parametrize("name", ["pairs.jsonl", "pairs.jsonl.gz"])
+def test_jsonl_output_reads_back_as_the_rows_written_one_by_one(rows, tmp_path, name):
+    """`write_jsonl` (Dataset.to_json) gives the rows that a line-by-line json.dumps writer gives."""
+    negatives = [["Zürich, «naïve» 東京 😀", "a/b\\c </p>", ""], [], ["\u2028 line\tbreak\n"]]
+    pairs = Dataset.from_list([{**row, "negatives": negatives[i % 3]} for i, row in enumerate(rows[:30])])
+    pairs = pairs.shuffle(seed=0)
+    written = write_jsonl(pairs, tmp_path / "library" / name)
+    reference = tmp_path / "reference" / name
+    reference.parent.mkdir()
+    with (gzip.open if name.endswith(".gz") else open)(reference, "wt", encoding="utf-8") as file:
+        file.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in pairs)
+    if name.endswith(".gz"):
+        assert gzip.open(written).read()  # gzip-compressed
+    else:
+        assert "Zürich" in written.read_text(encoding="utf-8")  # non-ASCII kept as it is
+    read = load_dataset("json", data_files=str(written), split="train")
+    expected = load_dataset("json", data_files=str(reference), split="train")
+    assert read.features == expected.features and read.to_list() == expected.to_list() == pairs.to_list()
+    assert list(written.parent.iterdir()) == [written]
 
 
 def test_mined_negatives_are_other_documents_ranked_highest(rows, minilm):

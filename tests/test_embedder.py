@@ -164,7 +164,7 @@ def test_nomic_layout_must_be_converted_first(encoder_dir, tmp_path):
     convert([str(encoder_dir), str(tmp_path / "nomic"), "--to", "nomic"])
     with pytest.raises(ValueError, match="nomic-bert-convert"):
         build_embedder(tmp_path / "nomic")
-    convert([str(tmp_path / "nomic"), str(tmp_path / "st"), "--sentence-transformers", "--matryoshka"])
+    convert([str(tmp_path / "nomic"), str(tmp_path / "st"), "--sentence_transformers", "--matryoshka"])
     model = SentenceTransformer(str(tmp_path / "st"), trust_remote_code=True)
     assert len(model) == 4 and model.encode(TEXTS).shape == (2, 32)
 

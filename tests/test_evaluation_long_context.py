@@ -72,6 +72,7 @@ def test_the_script_prints_the_table_from_the_cache(evaluated, embedder_dir, lon
     spec = importlib.util.spec_from_file_location("long_context", REPO / "evaluation" / "long_context.py")
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
+    # `--model`: the older spelling of `--model_name_or_path`, still accepted
     again = script.main([str(REPO / "evaluation/configs/long_context/tiny.yaml"), "--model", str(embedder_dir),
                          "--model_name", NAME, "--rotary_scaling_factor", "4.0", "--output_dir", str(results_dir),
                          "--tasks", str(long_task_dir)])

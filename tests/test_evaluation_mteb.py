@@ -191,7 +191,7 @@ def test_the_script_reports_and_records_its_config(evaluated, embedder_dir, task
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     calls_before = evaluated["recorder"].calls
-    rows = script.main([str(REPO / "evaluation/configs/mteb_eval/tiny.yaml"), "--model", str(embedder_dir),
+    rows = script.main([str(REPO / "evaluation/configs/mteb_eval/tiny.yaml"), "--model_name_or_path", str(embedder_dir),
                         "--model_name", NAME, "--output_dir", str(evaluated["results_dir"]),
                         "--tasks", str(task_dirs["Retrieval"]), str(task_dirs["Classification"])])
     assert {row["task"] for row in rows} == {"command-retrieval", "topic-classification"}

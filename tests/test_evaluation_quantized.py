@@ -47,7 +47,7 @@ def evaluated(embedder_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("quantized")
     tasks = [write_retrieval_task(root / "command-retrieval"), write_sts_task(root / "everyday-sts")]
     results_dir = root / "results"
-    load_script().main([str(REPO / "evaluation/configs/mteb_eval/tiny.yaml"), "--model", str(embedder_dir),
+    load_script().main([str(REPO / "evaluation/configs/mteb_eval/tiny.yaml"), "--model_name_or_path", str(embedder_dir),
                         "--model_name", NAME, "--output_dir", str(results_dir), "--tasks", *map(str, tasks),
                         "--precisions", *PRECISIONS])
     run = results_dir / "results" / "test__nomic-embed-text" / weights_digest(embedder_dir)
@@ -119,7 +119,8 @@ def test_unknown_precision_is_refused_with_the_choices(embedder_dir):
     with pytest.raises(ValueError, match=r"unknown precision 'fp16': choose from float32, int8, binary"):
         embedder_model_meta(embedder_dir, precision="fp16")
     with pytest.raises(ValueError, match=r"unknown precision 'int4'"):
-        load_script().main(["--model", str(embedder_dir), "--tasks", "STSBenchmark", "--precisions", "float32", "int4"])
+        load_script().main(["--model_name_or_path", str(embedder_dir), "--tasks", "STSBenchmark",
+                            "--precisions", "float32", "int4"])
     with pytest.raises(ValueError, match="float32 or int8|int8 or binary"):
         QuantizedIndex("float32")
     assert torch.equal(quantize(np.array([[0.5, -0.1]]), "binary"), torch.tensor([[1, -1]], dtype=torch.int8))

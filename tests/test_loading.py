@@ -159,7 +159,7 @@ def test_wrong_weight_shapes_fail(tmp_path, nomic_layout):
 
 def test_convert_nomic_to_package_and_back(nomic_layout, tmp_path):
     original, folder = nomic_layout[NomicBertForPreTraining]
-    main([str(folder), str(tmp_path / "package"), "--n-positions", "4096"])
+    main([str(folder), str(tmp_path / "package"), "--n_positions", "4096"])
     package = tmp_path / "package"
     assert {"modeling_nomic_bert.py", "configuration_nomic_bert.py", "vocab.txt"} <= {p.name for p in package.iterdir()}
     assert json.loads((package / "tokenizer_config.json").read_text())["model_max_length"] == 4096
@@ -170,6 +170,12 @@ def test_convert_nomic_to_package_and_back(nomic_layout, tmp_path):
         torch.testing.assert_close(again.state_dict()[key], value, atol=0, rtol=0)
     with pytest.raises(FileExistsError):
         main([str(package), str(tmp_path / "back"), "--to", "nomic"])
+
+
+def test_convert_accepts_the_dashed_spelling_of_its_flags(capsys):
+    with pytest.raises(SystemExit):  # the flags parse; then the missing --sentence_transformers is the one error
+        main(["source", "output", "--n-positions", "4096", "--rotary-scaling-factor", "2", "--matryoshka"])
+    assert "--matryoshka needs --sentence_transformers" in capsys.readouterr().err
 
 
 def test_native_layout_for_the_mlm_head(mlm_dir, tmp_path):

@@ -114,7 +114,7 @@ def test_card_documents_usage_training_data_and_citations(published):
                     "learning_rate: 2.0e-05", "| wordnet-base | 1:3.0-37 | WordNet | 1200 | ab12 |",
                     "eprint = {2402.01613}", "@misc{test_org_nomic_embed_text"):
         assert snippet in text, snippet
-    assert "### ONNX" not in text and not (published[0] / "onnx").exists()  # only with --onnx / --onnx-int8
+    assert "### ONNX" not in text and not (published[0] / "onnx").exists()  # only with --onnx / --onnx_int8
 
 
 def test_the_template_at_the_repo_root_is_the_one_the_package_renders():
@@ -140,14 +140,14 @@ def test_code_from_another_repository_is_refused(model_dir, tmp_path):
 
 def test_push_without_token_fails_before_writing(model_dir, tmp_path, monkeypatch):
     monkeypatch.delenv("HF_TOKEN", raising=False)
-    with pytest.raises(PermissionError, match="hf auth login"):
+    with pytest.raises(PermissionError, match="hf auth login"):  # the dashed spelling of the flags still works
         main([str(model_dir), "--repo-id", REPO_ID, "--output-dir", str(tmp_path / "out")])
     assert list(tmp_path.iterdir()) == []
 
 
 def test_push_without_network_fails_before_writing(model_dir, tmp_path):
     with pytest.raises(ConnectionError, match="Nothing was written"):  # the tests run with HF_HUB_OFFLINE=1
-        main([str(model_dir), "--repo-id", REPO_ID, "--output-dir", str(tmp_path / "out"), "--token", "hf_test"])
+        main([str(model_dir), "--repo_id", REPO_ID, "--output_dir", str(tmp_path / "out"), "--token", "hf_test"])
     assert list(tmp_path.iterdir()) == []
 
 
@@ -160,7 +160,7 @@ def test_push_creates_the_repository_then_uploads_the_complete_folder(model_dir,
 
     with mock.patch.object(HfApi, "create_repo", autospec=True) as create_repo, \
             mock.patch.object(HfApi, "upload_folder", autospec=True, side_effect=upload_folder) as upload:
-        folder = main([str(model_dir), "--repo-id", REPO_ID, "--output-dir", str(tmp_path / "nomic-embed-text"),
+        folder = main([str(model_dir), "--repo_id", REPO_ID, "--output_dir", str(tmp_path / "nomic-embed-text"),
                        "--results", str(results_dir), "--token", "hf_test", "--private"])
     (api, repo_id), options = create_repo.call_args
     assert api.token == "hf_test" and repo_id == REPO_ID
@@ -191,13 +191,13 @@ def test_card_follows_the_stages_back_and_reports_glue(model_dir, tmp_path):
 
 
 def test_onnx_graphs_travel_with_the_folder_and_the_card_says_how_to_run_them(model_dir, tmp_path):
-    """`--onnx-int8`: both graphs in onnx/, checked in the fresh process, and the card's onnxruntime-only snippet,
+    """`--onnx_int8`: both graphs in onnx/, checked in the fresh process, and the card's onnxruntime-only snippet,
     run against the folder as a Hub download, gives the sentence-transformers embedding."""
     from hub_copies import cache_as_hub_model
     from sentence_transformers import SentenceTransformer
 
-    folder = main([str(model_dir), "--repo-id", REPO_ID, "--output-dir", str(tmp_path / "nomic-embed-text"),
-                   "--dry-run", "--onnx-int8"])
+    folder = main([str(model_dir), "--repo_id", REPO_ID, "--output_dir", str(tmp_path / "nomic-embed-text"),
+                   "--dry_run", "--onnx_int8"])
     assert sorted(path.name for path in (folder / "onnx").iterdir()) == ["model.onnx", "model_qint8.onnx"]
     report = validate_repo_folder(folder)
     assert set(report["onnx"]) == {"model.onnx", "model_qint8.onnx"} and report["onnx"]["model.onnx"][0] <= 1e-4

@@ -317,12 +317,13 @@ def main(args=None):
     # 6. Evaluate on the held-out tasks through mteb (its cache skips finished tasks); long inputs and GLUE if asked
     if should_run("evaluate", done=False):
         run_stage("evaluation/mteb_eval.py", [
-            config.eval_config, "--model", model, "--model_name", config.repo_id, "--output_dir", results_dir,
+            config.eval_config, "--model_name_or_path", model, "--model_name", config.repo_id,
+            "--output_dir", results_dir,
             *(["--overwrite_strategy", "always"] if "evaluate" in config.rerun else []), *config.eval_args,
         ])
         if config.long_context_config:
-            run_stage("evaluation/long_context.py", [config.long_context_config, "--model", model, "--model_name",
-                                                     config.repo_id, "--output_dir", results_dir])
+            run_stage("evaluation/long_context.py", [config.long_context_config, "--model_name_or_path", model,
+                                                     "--model_name", config.repo_id, "--output_dir", results_dir])
         if config.glue_config:
             run_stage("evaluation/glue.py", [config.glue_config, "--model_name_or_path", stage_dirs["mlm"] / FINAL_DIR,
                                              "--output_dir", root / "glue"])
@@ -334,9 +335,9 @@ def main(args=None):
     if should_run("publish", publish_dir.exists()):
         glue_results = root / "glue" / "results" / "results.json"
         publish([
-            str(model), "--repo-id", config.repo_id, "--output-dir", str(publish_dir), "--results", str(results_dir),
-            "--data-manifest", str(data_manifest(corpus, root, stage_dirs)), "--dry-run",
-            *(["--glue-results", str(glue_results)] if glue_results.is_file() else []),
+            str(model), "--repo_id", config.repo_id, "--output_dir", str(publish_dir), "--results", str(results_dir),
+            "--data_manifest", str(data_manifest(corpus, root, stage_dirs)), "--dry_run",
+            *(["--glue_results", str(glue_results)] if glue_results.is_file() else []),
             *(["--overwrite"] if "publish" in config.rerun else []),
         ])
         record_provenance(publish_dir, provenance(asdict(config), corpus, stage_dirs))

@@ -18,12 +18,12 @@ The manifest (`manifest.json`) names every file with its row count and sha256, e
 construction.
 """
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from nomic_bert_hf.tasks import task_of_prompts
+from nomic_bert_hf.utils.files import sha256_file
 
 MANIFEST = "manifest.json"
 SPLITS = ("train", "validation")
@@ -31,14 +31,6 @@ SPLITS = ("train", "validation")
 
 class CorpusError(ValueError):
     """A corpus that is missing, malformed, or does not match its manifest."""
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass(frozen=True)

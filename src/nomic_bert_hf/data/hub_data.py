@@ -18,10 +18,11 @@ import datasets
 import fsspec
 import pyarrow.parquet as pq
 
+from .builders import file_builder
+
 logger = logging.getLogger(__name__)
 
-# A dataset given as one local file: its suffix -> the datasets builder that reads it
-FILE_BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet"}
+DATASET_FILE_BUILDERS = ("json", "parquet")  # the builders of a dataset given as one local file
 DOWNLOAD_METADATA = Path(".cache") / "huggingface" / "download"  # written by huggingface_hub's local-dir downloads
 DIGEST_TAIL_BYTES = 1 << 16  # a parquet file's footer (schema, row groups, statistics) lies in its last bytes
 
@@ -29,12 +30,6 @@ DIGEST_TAIL_BYTES = 1 << 16  # a parquet file's footer (schema, row groups, stat
 def is_hub_id(path: str) -> bool:
     """`org/name` that is not an existing local path."""
     return not Path(path).expanduser().exists() and len(Path(path).parts) == 2 and not path.startswith((".", "/", "~"))
-
-
-def file_builder(path: Path) -> str | None:
-    """The datasets builder of a local pair file (`.jsonl`, `.jsonl.gz`, `.json`, `.parquet`), or None."""
-    suffix = path.suffixes[-2] if path.suffix == ".gz" and len(path.suffixes) > 1 else path.suffix
-    return FILE_BUILDERS.get(suffix) if not (path.suffix == ".gz" and suffix == ".parquet") else None
 
 
 def resolve_path(path: str, mirror: str | None = None) -> str:
@@ -100,7 +95,8 @@ def inspect_split(path: str, split: str = "train", subset: str | None = None, re
     read_from = resolve_path(path, mirror)
     try:
         if Path(read_from).is_file():  # one local file: its rows are the split asked for
-            builder = datasets.load_dataset_builder(file_builder(Path(read_from)), data_files={split: read_from})
+            builder = datasets.load_dataset_builder(file_builder(Path(read_from), DATASET_FILE_BUILDERS),
+                                                    data_files={split: read_from})
         else:
             builder = datasets.load_dataset_builder(read_from, subset, revision=revision)
     except Exception as error:  # datasets raises several types (FileNotFoundError, ValueError, hub errors)

@@ -33,12 +33,12 @@ import pyarrow.compute as pc
 import torch
 from transformers import DataCollatorForLanguageModeling, PreTrainedTokenizerBase
 
+from .builders import file_builder
 from .hub_data import resolve_path
 
 logger = logging.getLogger(__name__)
 
-# Local file suffix -> datasets builder. JSON lines and text may also be gzipped (".jsonl.gz", ".txt.gz").
-BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".txt": "text"}
+TEXT_FILE_BUILDERS = ("json", "parquet", "text")  # the builders of local text files
 PACKED_FEATURES = datasets.Features({"input_ids": datasets.List(datasets.Value("int32"))})
 TOKENIZE_BATCH = 1000
 
@@ -87,16 +87,9 @@ def _is_local(source: str) -> bool:
     path = Path(source).expanduser()
     if path.exists() or glob.has_magic(source):
         return True
-    if source.startswith((".", "/", "~")) or len(path.parts) > 2 or _builder_for(path):
+    if source.startswith((".", "/", "~")) or len(path.parts) > 2 or file_builder(path, TEXT_FILE_BUILDERS):
         raise FileNotFoundError(f"training data {source} does not exist")
     return False
-
-
-def _builder_for(path: Path) -> str | None:
-    if path.suffix == ".gz":
-        path = path.with_suffix("")
-        return BUILDERS.get(path.suffix) if path.suffix != ".parquet" else None
-    return BUILDERS.get(path.suffix)
 
 
 def _local_files(source: str) -> dict[str, list[str]]:
@@ -110,7 +103,7 @@ def _local_files(source: str) -> dict[str, list[str]]:
         files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
     grouped: dict[str, list[str]] = {}
     for file in files:
-        builder = _builder_for(file)
+        builder = file_builder(file, TEXT_FILE_BUILDERS)
         if builder:
             grouped.setdefault(builder, []).append(str(file))
         elif not path.is_dir():

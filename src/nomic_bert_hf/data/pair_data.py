@@ -9,9 +9,7 @@ those columns to the source's task prefixes, for the trainer's `prompts` argumen
 
 import dataclasses
 import gzip
-import json
 import logging
-import os
 import random
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,8 +17,10 @@ from pathlib import Path
 from datasets import Dataset, Features, IterableDataset, List, Value, load_dataset
 
 from nomic_bert_hf.tasks import TASKS
+from nomic_bert_hf.utils.files import atomic_file
 
-from .hub_data import FILE_BUILDERS, file_builder, resolve_path
+from .builders import file_builder
+from .hub_data import DATASET_FILE_BUILDERS, resolve_path
 
 logger = logging.getLogger(__name__)
 
@@ -124,33 +124,29 @@ def require_rows(pairs: Dataset, name: str, rows_per_step: int) -> None:
 
 
 def write_jsonl(rows: Dataset, path: str | Path, overwrite: bool = False) -> Path:
-    """Write rows as JSON lines (gzip-compressed when the name ends in .gz), atomically: a partial file never sits
-    under the final name, and an existing file is only replaced with `overwrite`."""
+    """Write rows as JSON lines (`Dataset.to_json`, non-ASCII kept; gzip-compressed when the name ends in .gz),
+    atomically: a partial file never sits under the final name, and an existing file is only replaced with
+    `overwrite`."""
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} already exists; choose another output or allow overwriting")
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    opener = gzip.open if path.suffix == ".gz" else open
-    try:
-        with opener(partial, "wt", encoding="utf-8") as file:
-            for row in rows:
-                file.write(json.dumps(row, ensure_ascii=False) + "\n")
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
+    with atomic_file(path, "wb", opener=gzip.open if path.suffix == ".gz" else open) as file:
+        rows.to_json(file, force_ascii=False)
     return path
 
 
 def _load_raw(source: PairSource, streaming: bool) -> Dataset | IterableDataset:
     path = Path(source.path)
     if path.is_file():
-        if file_builder(path) is None:
+        builder = file_builder(path, DATASET_FILE_BUILDERS)
+        if builder is None:
             raise ValueError(f"dataset {source.name!r}: cannot read {path}; use .jsonl, .jsonl.gz, .json or .parquet")
-        return load_dataset(file_builder(path), data_files=str(path), split="train", streaming=streaming)
+        return load_dataset(builder, data_files=str(path), split="train", streaming=streaming)
     if path.is_dir():
         return load_dataset(str(path), split=source.split, streaming=streaming)
-    if path.is_absolute() or source.path.startswith(".") or path.suffix in {*FILE_BUILDERS, ".gz"}:
+    looks_like_a_file = path.suffix == ".gz" or file_builder(path, DATASET_FILE_BUILDERS) is not None
+    if path.is_absolute() or source.path.startswith(".") or looks_like_a_file:
         raise FileNotFoundError(f"dataset {source.name!r}: {path} does not exist")
     return load_dataset(resolve_path(source.path, source.mirror), source.subset, split=source.split,
                         revision=source.revision, streaming=streaming)

@@ -13,8 +13,10 @@ from pathlib import Path
 import datasets
 from transformers import PreTrainedTokenizerBase
 
+from nomic_bert_hf.data.builders import FILE_BUILDERS, suffixes_read_by
+
 HUB_DATASET = "nyu-mll/glue"
-LOCAL_BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv", ".tsv": "csv"}
+LOCAL_SUFFIXES = suffixes_read_by(("json", "parquet", "csv"))
 
 
 @dataclass(frozen=True)
@@ -76,14 +78,14 @@ def load_task(task: GlueTask, data_dir: str | Path | None = None) -> datasets.Da
 
 
 def _load_local(folder: Path, split: str) -> datasets.Dataset:
-    files = [folder / f"{split}{suffix}" for suffix in LOCAL_BUILDERS if (folder / f"{split}{suffix}").is_file()]
+    files = [folder / f"{split}{suffix}" for suffix in LOCAL_SUFFIXES if (folder / f"{split}{suffix}").is_file()]
     if len(files) != 1:
         found = ", ".join(map(str, files)) or "none"
         raise FileNotFoundError(
-            f"expected one {folder / split}{{{','.join(LOCAL_BUILDERS)}}} file, found {found}"
+            f"expected one {folder / split}{{{','.join(LOCAL_SUFFIXES)}}} file, found {found}"
         )
     options = {"sep": "\t"} if files[0].suffix == ".tsv" else {}
-    return datasets.load_dataset(LOCAL_BUILDERS[files[0].suffix], data_files=str(files[0]), split="train", **options)
+    return datasets.load_dataset(FILE_BUILDERS[files[0].suffix], data_files=str(files[0]), split="train", **options)
 
 
 def tokenize_task(dataset: datasets.DatasetDict, tokenizer: PreTrainedTokenizerBase, task: GlueTask,

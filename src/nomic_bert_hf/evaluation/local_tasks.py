@@ -31,6 +31,8 @@ from mteb.abstasks.retrieval_dataset_loaders import RetrievalSplitData
 from mteb.abstasks.sts import AbsTaskSTS
 from mteb.abstasks.task_metadata import TaskMetadata
 
+from nomic_bert_hf.utils.files import update_digest
+
 SPLIT = "test"
 TASK_FILE = "task.yaml"
 DEFAULT_MAIN_SCORES = {"Retrieval": "ndcg_at_10", "STS": "cosine_spearman", "Classification": "accuracy"}
@@ -80,7 +82,7 @@ def data_revision(data_dir: str | Path, task_type: str) -> str:
     """`sha256-` and 16 hex digits over the task's data files: the dataset revision mteb records."""
     digest = hashlib.sha256()
     for stem in FILES[task_type]:
-        digest.update(data_file(data_dir, stem).read_bytes())
+        update_digest(digest, data_file(data_dir, stem))
     return f"sha256-{digest.hexdigest()[:16]}"
 
 

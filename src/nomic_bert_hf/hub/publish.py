@@ -1,7 +1,7 @@
 """Build the Hugging Face Hub repository folder of a trained embedder, with its model card, and push it.
 
-    nomic-bert-publish runs/nomic-embed-text/final --repo-id myorg/nomic-embed-text --results results/mteb --dry-run
-    nomic-bert-publish runs/nomic-embed-text/final --repo-id myorg/nomic-embed-text --results results/mteb
+    nomic-bert-publish runs/nomic-embed-text/final --repo_id myorg/nomic-embed-text --results results/mteb --dry_run
+    nomic-bert-publish runs/nomic-embed-text/final --repo_id myorg/nomic-embed-text --results results/mteb
 
 The folder (default `./<repo name>`) holds the safetensors weights, the model's own code (no other repository is
 referenced), the tokenizer with `vocab.txt`, the sentence-transformers files with the prompts (also under mteb's
@@ -11,7 +11,7 @@ Only results whose revision is the digest of these weights are used; results of 
 same result folders are left out (and logged).
 
 The folder is written atomically and checked in a fresh offline process (sentence-transformers with and without
-`trust_remote_code`, and `AutoModel`). Without `--dry-run` it is then uploaded with `HfApi`: the token and the Hub
+`trust_remote_code`, and `AutoModel`). Without `--dry_run` it is then uploaded with `HfApi`: the token and the Hub
 are checked (by creating the repository) before anything is written, so a missing token or network leaves nothing
 behind.
 """
@@ -423,19 +423,24 @@ def push_repo_folder(api: HfApi, folder: Path, repo_id: str, commit_message: str
 def main(argv: list[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(prog="nomic-bert-publish", description=__doc__.split("\n\n")[0])
     parser.add_argument("model_dir", help="the trained embedder folder (e.g. <run>/final)")
-    parser.add_argument("--repo-id", required=True, help="Hub repository, org/name")
-    parser.add_argument("--output-dir", help="the repository folder to write (default: ./<repo name>)")
+    parser.add_argument("--repo_id", "--repo-id", required=True, help="Hub repository, org/name")
+    parser.add_argument("--output_dir", "--output-dir", help="the repository folder to write (default: ./<repo name>)")
     parser.add_argument("--results", nargs="*", default=[], help="mteb result folders (evaluation output_dir)")
-    parser.add_argument("--glue-results", help="GLUE results JSON/YAML ({task: score} or {task: {metric: score}})")
-    parser.add_argument("--data-manifest", help=f"data manifest (default: {' or '.join(MANIFEST_NAMES)} in model_dir)")
-    parser.add_argument("--training-config", nargs="*", default=[], help="further stage configs to show in the card")
+    parser.add_argument("--glue_results", "--glue-results",
+                        help="GLUE results JSON/YAML ({task: score} or {task: {metric: score}})")
+    parser.add_argument("--data_manifest", "--data-manifest",
+                        help=f"data manifest (default: {' or '.join(MANIFEST_NAMES)} in model_dir)")
+    parser.add_argument("--training_config", "--training-config", nargs="*", default=[],
+                        help="further stage configs to show in the card")
     parser.add_argument("--license", default="apache-2.0")
     parser.add_argument("--onnx", action="store_true", help="include onnx/model.onnx (nomic-bert-export's graph)")
-    parser.add_argument("--onnx-int8", action="store_true", help="include onnx/model.onnx and its int8 quantization")
-    parser.add_argument("--dry-run", action="store_true", help="write and validate the folder, upload nothing")
+    parser.add_argument("--onnx_int8", "--onnx-int8", action="store_true",
+                        help="include onnx/model.onnx and its int8 quantization")
+    parser.add_argument("--dry_run", "--dry-run", action="store_true",
+                        help="write and validate the folder, upload nothing")
     parser.add_argument("--token", help="Hub token (default: HF_TOKEN or the one saved by `hf auth login`)")
     parser.add_argument("--private", action="store_true")
-    parser.add_argument("--commit-message", default="Upload nomic-bert-hf embedder")
+    parser.add_argument("--commit_message", "--commit-message", default="Upload nomic-bert-hf embedder")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -443,20 +448,20 @@ def main(argv: list[str] | None = None) -> Path:
     model_dir = require_embedder_folder(args.model_dir)
     check_self_contained(model_dir)
     if output_dir.exists() and any(output_dir.iterdir()) and not args.overwrite:
-        raise FileExistsError(f"{output_dir} already exists; choose another --output-dir or pass --overwrite")
+        raise FileExistsError(f"{output_dir} already exists; choose another --output_dir or pass --overwrite")
 
     api = None
     if not args.dry_run:
         token = args.token or get_token()
         if not token:
             raise PermissionError("no Hugging Face token: run `hf auth login`, set HF_TOKEN or pass --token "
-                                  "(nothing was written; --dry-run builds the folder without uploading)")
+                                  "(nothing was written; --dry_run builds the folder without uploading)")
         api = HfApi(token=token)
         try:
             api.create_repo(args.repo_id, repo_type="model", private=args.private, exist_ok=True)
         except Exception as error:
             raise ConnectionError(f"could not create {args.repo_id} on the Hub ({error}); check the network and the "
-                                  "token. Nothing was written; --dry-run builds the folder without uploading") from error
+                                  "token. Nothing was written; --dry_run builds the folder without uploading") from error
 
     folder = build_repo_folder(model_dir, output_dir, repo_id=args.repo_id, results_dirs=args.results,
                                glue_results=args.glue_results, data_manifest=args.data_manifest,

@@ -10,8 +10,8 @@
   classification checkpoints, which native transformers cannot read in the other layouts (it expects its `nomic_bert.`
   prefix and biases in the MLM head; those biases are written as zeros, which leaves the outputs unchanged).
 
-    nomic-bert-convert nomic-ai/nomic-embed-text-v1.5 nomic-embed-text-v1.5 --sentence-transformers --matryoshka
-    nomic-bert-convert nomic-ai/nomic-bert-2048 nomic-bert-2048 --n-positions 8192 --rotary-scaling-factor 2
+    nomic-bert-convert nomic-ai/nomic-embed-text-v1.5 nomic-embed-text-v1.5 --sentence_transformers --matryoshka
+    nomic-bert-convert nomic-ai/nomic-bert-2048 nomic-bert-2048 --n_positions 8192 --rotary_scaling_factor 2
     nomic-bert-convert nomic-bert-2048 nomic-bert-2048-native --to native
 """
 
@@ -166,17 +166,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("output", help="folder to write (must not exist unless --overwrite)")
     parser.add_argument("--to", choices=("package", "nomic", "native"), default="package")
     parser.add_argument("--revision", help="Hub revision (branch, tag or commit) of the source")
-    parser.add_argument("--sentence-transformers", action="store_true",
+    parser.add_argument("--sentence_transformers", "--sentence-transformers", action="store_true",
                         help="write a sentence-transformers embedder folder (package layout, prompts stored)")
     parser.add_argument("--matryoshka", action="store_true", help="with --sentence-transformers: v1.5's LayerNorm")
-    parser.add_argument("--n-positions", type=int, help="longest input to accept (e.g. 8192)")
-    parser.add_argument("--rotary-scaling-factor", type=float, help="dynamic NTK factor above 2048 tokens (e.g. 2)")
+    parser.add_argument("--n_positions", "--n-positions", type=int, help="longest input to accept (e.g. 8192)")
+    parser.add_argument("--rotary_scaling_factor", "--rotary-scaling-factor", type=float,
+                        help="dynamic NTK factor above 2048 tokens (e.g. 2)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     args = parser.parse_args(argv)
     if args.matryoshka and not args.sentence_transformers:
-        parser.error("--matryoshka needs --sentence-transformers")
+        parser.error("--matryoshka needs --sentence_transformers")
     if args.sentence_transformers and args.to != "package":
-        parser.error("--sentence-transformers writes the package layout; drop --to")
+        parser.error("--sentence_transformers writes the package layout; drop --to")
 
     source = fetch(args.source, args.revision)
     overrides = {"n_positions": args.n_positions, "rotary_scaling_factor": args.rotary_scaling_factor}

@@ -11,6 +11,8 @@ from pathlib import Path
 
 from safetensors import safe_open
 
+from nomic_bert_hf.utils.files import update_digest
+
 SENTENCE_TRANSFORMERS_FILES = ("modules.json", "config_sentence_transformers.json", "sentence_bert_config.json")
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
 LAYER_NORM_MODULE = "LayerNorm"  # the Matryoshka (v1.5) layout puts a LayerNorm between pooling and normalisation
@@ -54,7 +56,7 @@ def require_embedder_folder(folder: str | Path) -> Path:
     if missing:
         raise FileNotFoundError(
             f"{folder} is not a complete sentence-transformers embedder folder; missing: {', '.join(missing)}. "
-            "Save the model with nomic_bert_hf.model.embedder.save_embedder (or `nomic-bert-convert --sentence-transformers`)."
+            "Save the model with nomic_bert_hf.model.embedder.save_embedder (or `nomic-bert-convert --sentence_transformers`)."
         )
     return folder
 
@@ -70,9 +72,7 @@ def weights_digest(folder: str | Path) -> str:
     digest = hashlib.sha256()
     for path in weight_files(folder):
         digest.update(path.relative_to(folder).as_posix().encode() + b"\0")
-        with path.open("rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 24), b""):
-                digest.update(chunk)
+        update_digest(digest, path)
     return f"sha256-{digest.hexdigest()[:16]}"
 
 

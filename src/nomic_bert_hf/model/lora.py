@@ -100,7 +100,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Merge a LoRA adapter folder into a full embedder folder.")
     parser.add_argument("adapter_dir", help="adapter folder written by training/contrastive.py with lora: true")
     parser.add_argument("output_dir", help="where the merged embedder goes (must not exist unless --overwrite)")
-    parser.add_argument("--base-model", help="base model (Hub id or folder) instead of the one the adapter records")
+    parser.add_argument("--base_model", "--base-model",
+                        help="base model (Hub id or folder) instead of the one the adapter records")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     args = parser.parse_args(argv)
     print(merge_adapter(args.adapter_dir, args.output_dir, base_model=args.base_model, overwrite=args.overwrite))

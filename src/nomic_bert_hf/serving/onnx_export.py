@@ -2,7 +2,7 @@
 
     nomic-bert-export nomic-embed-text                            # writes nomic-embed-text/onnx/model.onnx
     nomic-bert-export nomic-embed-text --quantize int8 --optimize  # and model_qint8.onnx, model_optimized.onnx
-    nomic-bert-export nomic-ai/nomic-embed-text-v1.5 --output-dir nomic-embed-text-v1.5-onnx
+    nomic-bert-export nomic-ai/nomic-embed-text-v1.5 --output_dir nomic-embed-text-v1.5-onnx
 
 The graph is the encoder (`input_ids`, `token_type_ids`, `attention_mask` -> `last_hidden_state`) with dynamic batch
 and sequence axes: one file serves 1 to `n_positions` (8192) tokens. It is `torch.onnx.export(dynamo=True)` of the
@@ -199,7 +199,8 @@ def export_onnx(
 def main(argv: list[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(prog="nomic-bert-export", description=__doc__.split("\n\n")[0])
     parser.add_argument("model", help="model or embedder folder, or Hub id")
-    parser.add_argument("--output-dir", help="write a copy of the model with onnx/ here (default: into the folder)")
+    parser.add_argument("--output_dir", "--output-dir",
+                        help="write a copy of the model with onnx/ here (default: into the folder)")
     parser.add_argument("--quantize", nargs="*", default=[], metavar="MODE",
                         help=f"also write quantized graphs: {', '.join(QUANTIZED_FILES)}")
     parser.add_argument("--optimize", action="store_true", help="also write onnxruntime's optimised graph")

@@ -1,12 +1,15 @@
-"""Reading checkpoints safely and writing output folders so that an interrupted save never looks finished."""
+"""Reading checkpoints safely, hashing files, and writing output files and folders so that an interrupted save never
+looks finished."""
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import IO
 
 import torch
 from safetensors.torch import load_file
@@ -68,3 +71,32 @@ def atomic_output_dir(path: str | Path, overwrite: bool = False) -> Iterator[Pat
     finally:
         if staging.exists():
             shutil.rmtree(staging)
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | Path, mode: str = "w", opener: Callable[..., IO] = open, **kwargs) -> Iterator[IO]:
+    """Yield a partial file beside `path` opened with `opener(partial, mode, **kwargs)`, renamed to `path` only once
+    the block finishes without error: a reader never sees half of it, and an error leaves no partial file behind."""
+    path = Path(path)
+    partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    try:
+        with opener(partial, mode, **kwargs) as file:
+            yield file
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def update_digest(digest: "hashlib._Hash", path: str | Path) -> None:
+    """Feed a file's bytes to `digest`, a chunk at a time (memory stays flat for files of any size). Not
+    `hashlib.file_digest`: that needs Python 3.11, and the package supports 3.10."""
+    with open(path, "rb") as file:
+        for chunk in iter(lambda: file.read(1 << 20), b""):
+            digest.update(chunk)
+
+
+def sha256_file(path: str | Path) -> str:
+    """The hex SHA-256 of a file's bytes, read in chunks."""
+    digest = hashlib.sha256()
+    update_digest(digest, path)
+    return digest.hexdigest()

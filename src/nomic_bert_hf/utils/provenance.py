@@ -2,11 +2,12 @@
 
 import importlib.metadata
 import json
-import os
 import platform
 import subprocess
 import sys
 from pathlib import Path
+
+from .files import atomic_file
 
 LIBRARIES = ("torch", "transformers", "sentence-transformers", "datasets", "accelerate", "peft", "mteb", "evaluate",
              "huggingface-hub", "safetensors", "tokenizers", "numpy")
@@ -37,6 +38,5 @@ def environment(directory: Path) -> dict:
 
 def write_json(path: Path, record: dict) -> None:
     """Write a JSON file atomically (a reader never sees half of it)."""
-    partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    partial.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
-    os.replace(partial, path)
+    with atomic_file(path) as file:
+        file.write(json.dumps(record, indent=2, sort_keys=True) + "\n")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from nomic_bert_hf.tasks import column_prompts
 from nomic_bert_hf.utils.configs import parse_config
-from nomic_bert_hf.utils.files import atomic_output_dir
+from nomic_bert_hf.utils.files import atomic_output_dir, sha256_file
 
 from . import datasets as D
 from . import fetch, sources
@@ -75,7 +75,7 @@ def fetch_all(pins: dict[str, dict], cache: Path) -> tuple[dict[str, Path], Path
              for name, pin in pins.items() if "package" in pin}
     descriptions = pins["debian-descriptions"]
     translation = fetch.fetch_translation(sources.DEBIAN_DESCRIPTIONS["list"], descriptions["sha256"], cache)
-    descriptions["sha256"] = fetch.sha256_file(translation)
+    descriptions["sha256"] = sha256_file(translation)
     return trees, translation
 
 

@@ -8,13 +8,12 @@ the pinned inputs or stops.
 
 import hashlib
 import os
-import shutil
 import subprocess
 import sys
 import zlib
 from pathlib import Path
 
-from nomic_bert_hf.data.corpus import sha256_file
+from nomic_bert_hf.utils.files import atomic_output_dir, sha256_file
 
 APT_LISTS = Path("/var/lib/apt/lists")
 
@@ -87,13 +86,9 @@ def fetch_deb(package: str, version: str, sha256: str | None, cache: Path) -> Pa
         deb = next(debs.glob(pattern))
     if sha256 is not None and sha256_file(deb) != sha256:
         raise PinError(f"{deb.name}: sha256 {sha256_file(deb)} differs from the pinned {sha256}")
-    staging = target.with_name(target.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    _run(["dpkg-deb", "-x", str(deb), str(staging)])
-    (staging / ".complete").write_text(sha256_file(deb))
-    shutil.rmtree(target, ignore_errors=True)
-    os.replace(staging, target)
+    with atomic_output_dir(target, overwrite=True) as staging:
+        _run(["dpkg-deb", "-x", str(deb), str(staging)])
+        (staging / ".complete").write_text(sha256_file(deb))
     return target
 
 

@@ -1,10 +1,11 @@
 """YAML configs with command-line overrides."""
 
+import json
 from dataclasses import dataclass, field
 
 import pytest
 
-from nomic_bert_hf.utils.configs import parse_config, save_config
+from nomic_bert_hf.utils.configs import mapping_setting, parse_config, save_config
 
 
 @dataclass
@@ -71,3 +72,13 @@ def test_atomic_output_dir_is_an_ordinary_folder(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert (tmp_path / "out").stat().st_mode & 0o777 == 0o777 & ~umask
+
+
+def test_a_mapping_setting_is_a_mapping_a_yaml_file_or_inline_json(tmp_path):
+    mapping = {"b": {"path": "b.jsonl", "task": "search"}, "a": {"path": "a.jsonl"}}
+    (tmp_path / "datasets.yaml").write_text("b: {path: b.jsonl, task: search}\na: {path: a.jsonl}\n")
+    assert mapping_setting("train_datasets", mapping) == mapping
+    assert list(mapping_setting("train_datasets", str(tmp_path / "datasets.yaml")).items()) == list(mapping.items())
+    assert mapping_setting("train_datasets", json.dumps(mapping)) == mapping
+    with pytest.raises(FileNotFoundError, match="train_datasets: .*missing.yaml"):
+        mapping_setting("train_datasets", str(tmp_path / "missing.yaml"))

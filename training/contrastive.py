@@ -9,7 +9,9 @@ The input is an MLM checkpoint (this package's layout, e.g. `nomic-bert-2048`) o
 come from several datasets (`train_datasets` in the config, local jsonl/parquet or Hub ids), each with its own task
 prefix; every global batch is drawn from one dataset, chosen in proportion to the rows it has left, whether the data
 are loaded (memory-mapped) or streamed (`--streaming true`: sharded across processes and data-loader workers, for
-Nomic's 235M pairs without downloading them first); `--data_mirror` reads every Hub dataset from a local copy. The
+Nomic's 235M pairs without downloading them first); `--data_mirror` reads every Hub dataset from a local copy. On the
+command line `--train_datasets` (and `--eval_datasets`) name a YAML file holding the mapping (how the pipeline passes
+each stage's datasets) or give it inline as JSON. The
 loss is InfoNCE at temperature 0.02 from query to document over the documents of all processes, through GradCache
 (`CachedMultipleNegativesRankingLoss`), optionally with Matryoshka dimensions (v1.5) and a LoRA adapter. Retrieval on
 held-out pairs is measured before and after training and written into the model card. The embedder goes to
@@ -59,7 +61,7 @@ from nomic_bert_hf.training.runs import (
     prepare_output_dir,
     resumed_step,
 )
-from nomic_bert_hf.utils.configs import parse_config, save_config
+from nomic_bert_hf.utils.configs import mapping_setting, parse_config, save_config
 from nomic_bert_hf.utils.files import atomic_output_dir
 from nomic_bert_hf.utils.provenance import write_json
 
@@ -99,7 +101,7 @@ class DataArguments:
         default=None,
         metadata={
             "help": "{name: path} or {name: {path, task: search|classification|clustering, split, subset, revision, "
-            "query_column, document_column, negatives_column}} (JSON on the command line)"
+            "query_column, document_column, negatives_column}}; on the command line a YAML file holding it, or JSON"
         },
     )
     data_mirror: str | None = field(
@@ -120,9 +122,8 @@ class DataArguments:
     shuffle_window: int = field(default=1024, metadata={"help": "streaming: rows shuffled together per process"})
 
     def __post_init__(self):
-        for name in ("train_datasets", "eval_datasets"):
-            if isinstance(getattr(self, name), str):
-                setattr(self, name, json.loads(getattr(self, name)))
+        self.train_datasets = mapping_setting("train_datasets", self.train_datasets)
+        self.eval_datasets = mapping_setting("eval_datasets", self.eval_datasets)
         if not self.train_datasets:
             raise ValueError("train_datasets is empty: name at least one dataset of (query, document) pairs")
         if self.streaming and (self.pad_negatives or self.eval_pairs):

@@ -1,6 +1,10 @@
 """Pieces of the one-command pipeline (`training/pipeline.py`): running a stage as its own process, knowing which
 stages are finished, turning the corpus manifest into stage arguments, and recording provenance.
 
+Stages exchange files: the pipeline writes a stage's datasets as a YAML file in its output folder (`datasets_file`) and
+passes its path, and each stage's model is the previous stage's `final/` folder, passed as `--model_name_or_path`; no
+stage config names another run's folder.
+
 A stage is finished when its `final/` folder exists (every stage renames it into place as its last act), so a new run
 skips it. An unfinished stage with a checkpoint resumes from it; one without starts again in its own folder.
 """
@@ -52,6 +56,15 @@ def run_stage(script: str, arguments: list[str], launcher: str = "") -> None:
     command += [str(argument) for argument in arguments]
     logger.info("running %s", shlex.join(command))
     subprocess.run(command, check=True, cwd=ROOT)
+
+
+def datasets_file(folder: Path, stage: str, datasets: dict[str, dict]) -> Path:
+    """Write a stage's `train_datasets` as `<folder>/<stage>.train_datasets.yaml`, which the stage reads through
+    `--train_datasets <file>`. The datasets keep their order (the order the stage loads them in)."""
+    path = folder / f"{stage}.train_datasets.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(datasets, sort_keys=False))
+    return path
 
 
 def task_of(prompts: dict[str, str]) -> str:

@@ -15,7 +15,8 @@ Stages, each its own process (under the launcher for the training stages), each 
   4. finetune:  contrastive fine-tuning with those negatives (training/contrastive.py)
   5. evaluate:  the held-out tasks through mteb (evaluation/mteb_eval.py); long-context retrieval by length
                 (evaluation/long_context.py), Hub tasks and GLUE when configured
-  6. publish:   `publish_dir` with weights, code, tokenizer, prompts and a model card with the results (nomic-bert-publish)
+  6. publish:   `publish_dir` with weights, code, tokenizer, prompts and a model card with the results
+                (nomic_bert_hf.hub.publish, the nomic-bert-publish command)
 
 Stages exchange files: each stage's model is the previous stage's `final/` (`--model_name_or_path`), and the datasets
 the pipeline chooses for a stage are written into `<output_dir>/<stage>.train_datasets.yaml` and passed as
@@ -72,7 +73,6 @@ from nomic_bert_hf.evaluation.results import (
     precision_scores,
     task_rows,
 )
-from nomic_bert_hf.hub.publish import main as publish
 from nomic_bert_hf.model.embedder_folder import weights_digest
 from nomic_bert_hf.training.plan import (
     carried_negatives,
@@ -352,10 +352,10 @@ def main(args=None):
     publish_dir = Path(config.publish_dir)
     if should_run("publish", publish_dir.exists()):
         glue_results = root / "glue" / "results" / "results.json"
-        publish([
-            str(model), "--repo-id", config.repo_id, "--output-dir", str(publish_dir), "--results", str(results_dir),
-            "--data-manifest", str(data_manifest(corpus, root, stage_dirs)), "--dry-run",
-            *(["--glue-results", str(glue_results)] if glue_results.is_file() else []),
+        run_stage("nomic_bert_hf.hub.publish", [
+            model, "--repo-id", config.repo_id, "--output-dir", publish_dir, "--results", results_dir,
+            "--data-manifest", data_manifest(corpus, root, stage_dirs), "--dry-run",
+            *(["--glue-results", glue_results] if glue_results.is_file() else []),
             *(["--overwrite"] if "publish" in config.rerun else []),
         ])
         record_provenance(publish_dir, provenance(asdict(config), corpus, stage_dirs))

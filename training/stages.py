@@ -1,9 +1,10 @@
 """Pieces of the one-command pipeline (`training/pipeline.py`): running a stage as its own process, knowing which
 stages are finished, turning the corpus manifest into stage arguments, and recording provenance.
 
-Stages exchange files: the pipeline writes a stage's datasets as a YAML file in its output folder (`datasets_file`) and
-passes its path, and each stage's model is the previous stage's `final/` folder, passed as `--model_name_or_path`; no
-stage config names another run's folder.
+Every stage (training, mining, evaluation, publishing) is a process started by `run_stage`. Stages exchange files: the
+pipeline writes a stage's datasets as a YAML file in its output folder (`datasets_file`) and passes its path, and each
+stage's model is the previous stage's `final/` folder, passed as `--model_name_or_path`; no stage config names another
+run's folder.
 
 A stage is finished when its `final/` folder exists (every stage renames it into place as its last act), so a new run
 skips it. An unfinished stage with a checkpoint resumes from it; one without starts again in its own folder.
@@ -50,9 +51,12 @@ def resume_arguments(stage_dir: Path) -> list[str]:
     return ["--overwrite_output_dir", "true"]
 
 
-def run_stage(script: str, arguments: list[str], launcher: str = "") -> None:
-    """Run `python script arguments` (or `launcher script arguments`, e.g. torchrun / accelerate launch)."""
-    command = [*shlex.split(launcher), script] if launcher else [sys.executable, script]
+def run_stage(program: str, arguments: list, launcher: str = "") -> None:
+    """Run a stage as its own process: `program` is a script (`training/mlm.py`) or, without `.py`, a module run with
+    `-m` (`nomic_bert_hf.hub.publish`); under `launcher` (e.g. torchrun, accelerate launch: both take either), or
+    under this Python. A failing stage raises, which stops the pipeline."""
+    start = shlex.split(launcher) if launcher else [sys.executable]
+    command = [*start, program] if program.endswith(".py") else [*start, "-m", program]
     command += [str(argument) for argument in arguments]
     logger.info("running %s", shlex.join(command))
     subprocess.run(command, check=True, cwd=ROOT)

@@ -24,6 +24,7 @@ import json
 import logging
 import os
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -56,13 +57,12 @@ from nomic_bert_hf.training.contrastive import (
     retrieval_evaluator,
 )
 from nomic_bert_hf.training.runs import (
-    DATASETS_FILE,
     FINAL_DIR,
     prepare_output_dir,
     resumed_step,
+    write_final_dir,
 )
 from nomic_bert_hf.utils.configs import mapping_setting, parse_config, save_config
-from nomic_bert_hf.utils.files import atomic_output_dir
 from nomic_bert_hf.utils.provenance import write_json
 
 logger = logging.getLogger(__name__)
@@ -238,13 +238,12 @@ def main(args=None, callbacks=None):
                 model_args.lora_base_model or model_args.model_name_or_path, overwrite=overwrite,
             )
             save_config(adapter_dir, model_args, data_args, loss_args, training_args)
-        with atomic_output_dir(final_dir, overwrite=overwrite) as staging:
-            if model_args.lora:
-                merge_adapter(adapter_dir, staging, base_model=model_args.model_name_or_path, overwrite=True)
-            else:
-                save_embedder(model, staging, overwrite=True)
-            save_config(staging, model_args, data_args, loss_args, training_args)
-            write_json(staging / DATASETS_FILE, {source.name: split.record() for source, split in zip(sources, splits)})
+            write_model = partial(merge_adapter, adapter_dir, base_model=model_args.model_name_or_path, overwrite=True)
+        else:
+            write_model = partial(save_embedder, model, overwrite=True)
+        write_final_dir(training_args.output_dir, write_model, model_args, data_args, loss_args, training_args,
+                        overwrite=overwrite,
+                        datasets_read={source.name: split.record() for source, split in zip(sources, splits)})
         logger.info(f"saved the embedder to {final_dir}")
     trainer.accelerator.wait_for_everyone()  # every process returns once final/ is complete
     return final_dir

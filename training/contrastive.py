@@ -1,8 +1,9 @@
 """Stages 2 and 3 of Nomic Embed: contrastive training of a NomicBERT checkpoint into a text embedder.
 
-    python training/contrastive.py training/configs/contrastive/cpu-pretrain.yaml
-    python training/contrastive.py training/configs/contrastive/cpu-finetune.yaml \
-        --model_name_or_path runs/contrastive-pretrain/final --output_dir runs/contrastive-finetune
+    python training/contrastive.py training/configs/contrastive/cpu-pretrain.yaml \\
+        --model_name_or_path runs/mlm-cpu-small/final
+    python training/contrastive.py training/configs/contrastive/cpu-finetune.yaml \\
+        --model_name_or_path runs/contrastive-pretrain/final --train_datasets mined-datasets.yaml
     torchrun --nproc_per_node 8 training/contrastive.py training/configs/contrastive/nomic-embed-text-v1-unsupervised.yaml
 
 The input is an MLM checkpoint (this package's layout, e.g. `nomic-bert-2048`) or an embedder folder. Training pairs

@@ -1,10 +1,11 @@
 """YAML configs with command-line overrides."""
 
+import json
 from dataclasses import dataclass, field
 
 import pytest
 
-from nomic_bert_hf.utils.configs import parse_config, save_config
+from nomic_bert_hf.utils.configs import mapping_setting, parse_config, save_config
 
 
 @dataclass
@@ -104,3 +105,13 @@ def test_streamed_sha256_is_that_of_the_whole_file(tmp_path):
     digest = hashlib.sha256(b"prefix")
     update_digest(digest, tmp_path / "data")
     assert digest.hexdigest() == hashlib.sha256(b"prefix" + data).hexdigest()
+
+
+def test_a_mapping_setting_is_a_mapping_a_yaml_file_or_inline_json(tmp_path):
+    mapping = {"b": {"path": "b.jsonl", "task": "search"}, "a": {"path": "a.jsonl"}}
+    (tmp_path / "datasets.yaml").write_text("b: {path: b.jsonl, task: search}\na: {path: a.jsonl}\n")
+    assert mapping_setting("train_datasets", mapping) == mapping
+    assert list(mapping_setting("train_datasets", str(tmp_path / "datasets.yaml")).items()) == list(mapping.items())
+    assert mapping_setting("train_datasets", json.dumps(mapping)) == mapping
+    with pytest.raises(FileNotFoundError, match="train_datasets: .*missing.yaml"):
+        mapping_setting("train_datasets", str(tmp_path / "missing.yaml"))

@@ -1,15 +1,18 @@
 """Stages 2 and 3 of Nomic Embed: contrastive training of a NomicBERT checkpoint into a text embedder.
 
-    python training/contrastive.py training/configs/contrastive/cpu-pretrain.yaml
-    python training/contrastive.py training/configs/contrastive/cpu-finetune.yaml \
-        --model_name_or_path runs/contrastive-pretrain/final --output_dir runs/contrastive-finetune
+    python training/contrastive.py training/configs/contrastive/cpu-pretrain.yaml \\
+        --model_name_or_path runs/mlm-cpu-small/final
+    python training/contrastive.py training/configs/contrastive/cpu-finetune.yaml \\
+        --model_name_or_path runs/contrastive-pretrain/final --train_datasets mined-datasets.yaml
     torchrun --nproc_per_node 8 training/contrastive.py training/configs/contrastive/nomic-embed-text-v1-unsupervised.yaml
 
 The input is an MLM checkpoint (this package's layout, e.g. `nomic-bert-2048`) or an embedder folder. Training pairs
 come from several datasets (`train_datasets` in the config, local jsonl/parquet or Hub ids), each with its own task
 prefix; every global batch is drawn from one dataset, chosen in proportion to the rows it has left, whether the data
 are loaded (memory-mapped) or streamed (`--streaming true`: sharded across processes and data-loader workers, for
-Nomic's 235M pairs without downloading them first); `--data_mirror` reads every Hub dataset from a local copy. The
+Nomic's 235M pairs without downloading them first); `--data_mirror` reads every Hub dataset from a local copy. On the
+command line `--train_datasets` (and `--eval_datasets`) name a YAML file holding the mapping (how the pipeline passes
+each stage's datasets) or give it inline as JSON. The
 loss is InfoNCE at temperature 0.02 from query to document over the documents of all processes, through GradCache
 (`CachedMultipleNegativesRankingLoss`), optionally with Matryoshka dimensions (v1.5) and a LoRA adapter. Retrieval on
 held-out pairs is measured before and after training and written into the model card. The embedder goes to
@@ -22,6 +25,7 @@ import json
 import logging
 import os
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -54,13 +58,12 @@ from nomic_bert_hf.training.contrastive import (
     retrieval_evaluator,
 )
 from nomic_bert_hf.training.runs import (
-    DATASETS_FILE,
     FINAL_DIR,
     prepare_output_dir,
     resumed_step,
+    write_final_dir,
 )
-from nomic_bert_hf.utils.configs import parse_config, save_config
-from nomic_bert_hf.utils.files import atomic_output_dir
+from nomic_bert_hf.utils.configs import mapping_setting, parse_config, save_config
 from nomic_bert_hf.utils.provenance import write_json
 
 logger = logging.getLogger(__name__)
@@ -99,7 +102,7 @@ class DataArguments:
         default=None,
         metadata={
             "help": "{name: path} or {name: {path, task: search|classification|clustering, split, subset, revision, "
-            "query_column, document_column, negatives_column}} (JSON on the command line)"
+            "query_column, document_column, negatives_column}}; on the command line a YAML file holding it, or JSON"
         },
     )
     data_mirror: str | None = field(
@@ -120,9 +123,8 @@ class DataArguments:
     shuffle_window: int = field(default=1024, metadata={"help": "streaming: rows shuffled together per process"})
 
     def __post_init__(self):
-        for name in ("train_datasets", "eval_datasets"):
-            if isinstance(getattr(self, name), str):
-                setattr(self, name, json.loads(getattr(self, name)))
+        self.train_datasets = mapping_setting("train_datasets", self.train_datasets)
+        self.eval_datasets = mapping_setting("eval_datasets", self.eval_datasets)
         if not self.train_datasets:
             raise ValueError("train_datasets is empty: name at least one dataset of (query, document) pairs")
         if self.streaming and (self.pad_negatives or self.eval_pairs):
@@ -237,13 +239,12 @@ def main(args=None, callbacks=None):
                 model_args.lora_base_model or model_args.model_name_or_path, overwrite=overwrite,
             )
             save_config(adapter_dir, model_args, data_args, loss_args, training_args)
-        with atomic_output_dir(final_dir, overwrite=overwrite) as staging:
-            if model_args.lora:
-                merge_adapter(adapter_dir, staging, base_model=model_args.model_name_or_path, overwrite=True)
-            else:
-                save_embedder(model, staging, overwrite=True)
-            save_config(staging, model_args, data_args, loss_args, training_args)
-            write_json(staging / DATASETS_FILE, {source.name: split.record() for source, split in zip(sources, splits)})
+            write_model = partial(merge_adapter, adapter_dir, base_model=model_args.model_name_or_path, overwrite=True)
+        else:
+            write_model = partial(save_embedder, model, overwrite=True)
+        write_final_dir(training_args.output_dir, write_model, model_args, data_args, loss_args, training_args,
+                        overwrite=overwrite,
+                        datasets_read={source.name: split.record() for source, split in zip(sources, splits)})
         logger.info(f"saved the embedder to {final_dir}")
     trainer.accelerator.wait_for_everyone()  # every process returns once final/ is complete
     return final_dir

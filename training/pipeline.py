@@ -15,7 +15,12 @@ Stages, each its own process (under the launcher for the training stages), each 
   4. finetune:  contrastive fine-tuning with those negatives (training/contrastive.py)
   5. evaluate:  the held-out tasks through mteb (evaluation/mteb_eval.py); long-context retrieval by length
                 (evaluation/long_context.py), Hub tasks and GLUE when configured
-  6. publish:   `publish_dir` with weights, code, tokenizer, prompts and a model card with the results (nomic-bert-publish)
+  6. publish:   `publish_dir` with weights, code, tokenizer, prompts and a model card with the results
+                (nomic_bert_hf.hub.publish, the nomic-bert-publish command)
+
+Stages exchange files: each stage's model is the previous stage's `final/` (`--model_name_or_path`), and the datasets
+the pipeline chooses for a stage are written into `<output_dir>/<stage>.train_datasets.yaml` and passed as
+`--train_datasets <file>`; the stage records the mapping itself in its `final/config.yaml`.
 
 The stages read the corpus's datasets (`stage_data: corpus`, the CPU default) or the datasets their own configs name
 (`stage_data: configs`: the published recipes, on Nomic's data from the Hub or a `data_mirror`); in the second case a
@@ -35,12 +40,14 @@ import importlib.util
 import json
 import logging
 import re
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import yaml
 from stages import (
     DEFAULT_CORPUS,
+    datasets_file,
     is_finished,
     load_provenance,
     pair_datasets,
@@ -66,7 +73,6 @@ from nomic_bert_hf.evaluation.results import (
     precision_scores,
     task_rows,
 )
-from nomic_bert_hf.hub.publish import main as publish
 from nomic_bert_hf.model.embedder_folder import weights_digest
 from nomic_bert_hf.tasks import column_prompts
 from nomic_bert_hf.training.plan import (
@@ -78,7 +84,7 @@ from nomic_bert_hf.training.plan import (
     render_plan,
 )
 from nomic_bert_hf.training.runs import FINAL_DIR
-from nomic_bert_hf.utils.configs import parse_config, save_config
+from nomic_bert_hf.utils.configs import mapping_setting, parse_config, save_config
 from nomic_bert_hf.utils.provenance import write_json
 
 logger = logging.getLogger("pipeline")
@@ -109,7 +115,8 @@ class PipelineConfig:
     finetune_sample: int = field(default=2000, metadata={
         "help": "Pairs of each stage-2 dataset mined and added to fine-tuning (0: the stage-3 datasets alone)"})
     finetune_tasks: dict | str = field(default_factory=lambda: {"wordnet_definitions": "classification"}, metadata={
-        "help": "Task prefix of a dataset during fine-tuning, where it differs from the corpus's (JSON on the CLI)"})
+        "help": "Task prefix of a dataset during fine-tuning, where it differs from the corpus's (on the command line "
+                "a YAML file holding the mapping, or JSON)"})
     long_context_config: str | None = field(default=None, metadata={"help": "Retrieval by input length, 512-8192"})
     glue_config: str | None = field(default=None, metadata={"help": "GLUE of the MLM model (data from the Hub)"})
     mlm_args: list[str] = field(default_factory=list, metadata={"help": "Extra --field value flags for the stage"})
@@ -125,8 +132,7 @@ class PipelineConfig:
         "help": "Training throughput of the launcher's processes together, for the plan's wall times"})
 
     def __post_init__(self):
-        if isinstance(self.finetune_tasks, str):
-            self.finetune_tasks = json.loads(self.finetune_tasks)
+        self.finetune_tasks = mapping_setting("finetune_tasks", self.finetune_tasks)
         if self.stage_data not in STAGE_DATA:
             raise ValueError(f"stage_data {self.stage_data!r}: choose one of {', '.join(STAGE_DATA)}")
         unknown = sorted(set(self.rerun + [self.stop_after or "mlm"]) - set(STAGES))
@@ -190,6 +196,8 @@ def finetune_sources(config: PipelineConfig, corpus: Corpus | None, root: Path) 
             to_mine.append((name, spec, sample))
     else:
         stage_config = yaml.safe_load(Path(config.finetune_config).read_text())
+        if not stage_config.get("train_datasets"):
+            raise ValueError(f"{config.finetune_config} names no train_datasets, which stage_data: configs trains on")
         datasets = dict(stage_config["train_datasets"])
         if stage_config.get("num_negatives", 0):
             for source in parse_sources(datasets, mirror=config.data_mirror):
@@ -211,9 +219,11 @@ def data_manifest(corpus: Corpus | None, root: Path, stage_dirs: dict[str, Path]
     return path
 
 
-def plan(config: PipelineConfig, stage_arguments: dict[str, list], finetune_datasets: dict, to_mine: list) -> str:
-    """Every training stage's plan (see nomic_bert_hf.training.plan), resolved with the arguments the stage would get; the
-    datasets still to be mined are planned as they are before mining (their samples' sizes as row limits)."""
+def plan(config: PipelineConfig, stage_arguments: dict[str, list], finetune_datasets: dict, to_mine: list,
+         inputs_dir: Path) -> str:
+    """Every training stage's plan (see nomic_bert_hf.training.plan), resolved with the arguments the stage would get;
+    the datasets still to be mined are planned as they are before mining (their samples' sizes as row limits), through
+    a `train_datasets` file in `inputs_dir`."""
     processes = launcher_processes(config.launcher)
     cpu_safe = ["--bf16", "false"]  # parsing the GPU recipes' mixed precision needs no GPU for a plan
     mlm, contrastive = load_script("mlm"), load_script("contrastive")
@@ -223,7 +233,8 @@ def plan(config: PipelineConfig, stage_arguments: dict[str, list], finetune_data
     plans = [mlm_plan(model_args, data_args, training_args, processes, parameters)]
     unmined = {name: {key: value for key, value in spec.items() if key != "prompts"} for name, spec, _ in to_mine}
     for stage, extra, limits in (("pretrain", [], None),
-                                 ("finetune", ["--train_datasets", json.dumps({**finetune_datasets, **unmined})]
+                                 ("finetune", ["--train_datasets", datasets_file(inputs_dir, "unmined-finetune",
+                                                                                 {**finetune_datasets, **unmined})]
                                   if to_mine else [],
                                   {name: sample for name, _, sample in to_mine})):
         parsed = parse_config((contrastive.ModelArguments, contrastive.DataArguments, contrastive.LossArguments,
@@ -260,32 +271,40 @@ def main(args=None):
     corpus = Corpus.load(config.corpus or DEFAULT_CORPUS) if config.stage_data == "corpus" else None
     mirror = ["--data_mirror", config.data_mirror] if config.data_mirror else []
     finetune_datasets, to_mine = finetune_sources(config, corpus, root)
-    stage_arguments = {
-        "mlm": [config.mlm_config, "--output_dir", stage_dirs["mlm"], *mirror,
-                *(["--train_data", *corpus.data_files("mlm")["train"]] if corpus else [])],
-        "pretrain": [config.pretrain_config, "--model_name_or_path", stage_dirs["mlm"] / FINAL_DIR,
-                     "--output_dir", stage_dirs["pretrain"], *mirror,
-                     *(["--train_datasets", json.dumps(pair_datasets(corpus, 2))] if corpus else [])],
-        "finetune": [config.finetune_config, "--model_name_or_path", stage_dirs["pretrain"] / FINAL_DIR,
-                     "--output_dir", stage_dirs["finetune"], *mirror,
-                     *(["--train_datasets", json.dumps(finetune_datasets)] if to_mine else [])],
-    }
+
+    def stage_arguments(inputs_dir: Path) -> dict[str, list]:
+        """Each training stage's config, model, folder and data; its datasets as a YAML file in `inputs_dir`."""
+        return {
+            "mlm": [config.mlm_config, "--output_dir", stage_dirs["mlm"], *mirror,
+                    *(["--train_data", *corpus.data_files("mlm")["train"]] if corpus else [])],
+            "pretrain": [config.pretrain_config, "--model_name_or_path", stage_dirs["mlm"] / FINAL_DIR,
+                         "--output_dir", stage_dirs["pretrain"], *mirror,
+                         *(["--train_datasets", datasets_file(inputs_dir, "pretrain", pair_datasets(corpus, 2))]
+                           if corpus else [])],
+            "finetune": [config.finetune_config, "--model_name_or_path", stage_dirs["pretrain"] / FINAL_DIR,
+                         "--output_dir", stage_dirs["finetune"], *mirror,
+                         *(["--train_datasets", datasets_file(inputs_dir, "finetune", finetune_datasets)]
+                           if to_mine else [])],
+        }
+
     if config.plan:
-        stage_arguments = {stage: [str(a) for a in arguments + getattr(config, f"{stage}_args")]
-                           for stage, arguments in stage_arguments.items()}
-        table = plan(config, stage_arguments, finetune_datasets, to_mine)
+        with tempfile.TemporaryDirectory() as inputs_dir:  # a plan writes nothing into output_dir
+            arguments = {stage: [str(a) for a in stage_args + getattr(config, f"{stage}_args")]
+                         for stage, stage_args in stage_arguments(Path(inputs_dir)).items()}
+            table = plan(config, arguments, finetune_datasets, to_mine, Path(inputs_dir))
         print(f"\nPlan of {config.output_dir} ({config.launcher or 'one process'}):\n\n{table}\n")
         return table
     save_config(root, config)
+    arguments = stage_arguments(root)
 
     # 2. MLM pretraining on the corpus's text or the configured (possibly pre-tokenized) data
     if should_run("mlm", is_finished(stage_dirs["mlm"])):
-        run_stage("training/mlm.py", [*stage_arguments["mlm"], *training_flags("mlm")], config.launcher)
+        run_stage("training/mlm.py", [*arguments["mlm"], *training_flags("mlm")], config.launcher)
         finish("mlm")
 
     # 3. Weakly supervised contrastive pretraining: one source per global batch, each source's task prefix
     if should_run("pretrain", is_finished(stage_dirs["pretrain"])):
-        run_stage("training/contrastive.py", [*stage_arguments["pretrain"], *training_flags("pretrain")],
+        run_stage("training/contrastive.py", [*arguments["pretrain"], *training_flags("pretrain")],
                   config.launcher)
         finish("pretrain")
 
@@ -308,7 +327,7 @@ def main(args=None):
 
     # 5. Fine-tuning with the mined (or released) negatives
     if should_run("finetune", is_finished(stage_dirs["finetune"])):
-        run_stage("training/contrastive.py", [*stage_arguments["finetune"], *training_flags("finetune")],
+        run_stage("training/contrastive.py", [*arguments["finetune"], *training_flags("finetune")],
                   config.launcher)
         finish("finetune")
     model = stage_dirs["finetune"] / FINAL_DIR
@@ -334,10 +353,10 @@ def main(args=None):
     publish_dir = Path(config.publish_dir)
     if should_run("publish", publish_dir.exists()):
         glue_results = root / "glue" / "results" / "results.json"
-        publish([
-            str(model), "--repo_id", config.repo_id, "--output_dir", str(publish_dir), "--results", str(results_dir),
-            "--data_manifest", str(data_manifest(corpus, root, stage_dirs)), "--dry_run",
-            *(["--glue_results", str(glue_results)] if glue_results.is_file() else []),
+        run_stage("nomic_bert_hf.hub.publish", [
+            model, "--repo_id", config.repo_id, "--output_dir", publish_dir, "--results", results_dir,
+            "--data_manifest", data_manifest(corpus, root, stage_dirs), "--dry_run",
+            *(["--glue_results", glue_results] if glue_results.is_file() else []),
             *(["--overwrite"] if "publish" in config.rerun else []),
         ])
         record_provenance(publish_dir, provenance(asdict(config), corpus, stage_dirs))

@@ -1,6 +1,11 @@
 """Pieces of the one-command pipeline (`training/pipeline.py`): running a stage as its own process, knowing which
 stages are finished, turning the corpus manifest into stage arguments, and recording provenance.
 
+Every stage (training, mining, evaluation, publishing) is a process started by `run_stage`. Stages exchange files: the
+pipeline writes a stage's datasets as a YAML file in its output folder (`datasets_file`) and passes its path, and each
+stage's model is the previous stage's `final/` folder, passed as `--model_name_or_path`; no stage config names another
+run's folder.
+
 A stage is finished when its `final/` folder exists (every stage renames it into place as its last act), so a new run
 skips it. An unfinished stage with a checkpoint resumes from it; one without starts again in its own folder.
 """
@@ -19,6 +24,7 @@ from nomic_bert_hf.data.corpus import Corpus
 from nomic_bert_hf.model.embedder_folder import weights_digest
 from nomic_bert_hf.training.runs import DATASETS_FILE, FINAL_DIR
 from nomic_bert_hf.utils.configs import CONFIG_FILE
+from nomic_bert_hf.utils.files import atomic_file
 from nomic_bert_hf.utils.provenance import PROVENANCE_FILE, environment, write_json
 
 logger = logging.getLogger(__name__)
@@ -45,12 +51,25 @@ def resume_arguments(stage_dir: Path) -> list[str]:
     return ["--overwrite_output_dir", "true"]
 
 
-def run_stage(script: str, arguments: list[str], launcher: str = "") -> None:
-    """Run `python script arguments` (or `launcher script arguments`, e.g. torchrun / accelerate launch)."""
-    command = [*shlex.split(launcher), script] if launcher else [sys.executable, script]
+def run_stage(program: str, arguments: list, launcher: str = "") -> None:
+    """Run a stage as its own process: `program` is a script (`training/mlm.py`) or, without `.py`, a module run with
+    `-m` (`nomic_bert_hf.hub.publish`); under `launcher` (e.g. torchrun, accelerate launch: both take either), or
+    under this Python. A failing stage raises, which stops the pipeline."""
+    start = shlex.split(launcher) if launcher else [sys.executable]
+    command = [*start, program] if program.endswith(".py") else [*start, "-m", program]
     command += [str(argument) for argument in arguments]
     logger.info("running %s", shlex.join(command))
     subprocess.run(command, check=True, cwd=ROOT)
+
+
+def datasets_file(folder: Path, stage: str, datasets: dict[str, dict]) -> Path:
+    """Write a stage's `train_datasets` as `<folder>/<stage>.train_datasets.yaml`, which the stage reads through
+    `--train_datasets <file>`. The datasets keep their order (the order the stage loads them in)."""
+    path = folder / f"{stage}.train_datasets.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_file(path) as file:
+        yaml.safe_dump(datasets, file, sort_keys=False)
+    return path
 
 
 def pair_datasets(corpus: Corpus, stage: int) -> dict[str, dict]:

@@ -9,14 +9,17 @@ The rules (`prepare_output_dir`):
   save was interrupted, or one of a different architecture, is refused with a message saying so.
 
 Every checkpoint gets the resolved config (`config.yaml`) and `vocab.txt` beside the Trainer's files
-(`CheckpointFilesCallback`), and `save_final_model` writes `{output_dir}/final/` in one rename.
+(`CheckpointFilesCallback`), and `save_final_model` writes `{output_dir}/final/` in one rename (`write_final_dir`,
+through which every training script saves its result with `config.yaml` and `datasets.json`).
 """
 
 import json
 import logging
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import datasets
@@ -172,13 +175,28 @@ def save_final_model(trainer: Trainer, tokenizer: PreTrainedTokenizerBase, *conf
     if trainer.is_world_process_zero():
         (staging / "training_args.bin").unlink(missing_ok=True)  # a pickle; config.yaml records the same settings
         save_tokenizer(tokenizer, staging)
-        save_config(staging, *configs)
-        if datasets_read is not None:
-            write_json(staging / DATASETS_FILE, datasets_read)
-        with atomic_output_dir(final, overwrite=overwrite) as target:
-            for item in staging.iterdir():
-                os.replace(item, target / item.name)
+        write_final_dir(output_dir, partial(move_contents, staging), *configs, overwrite=overwrite,
+                        datasets_read=datasets_read)
         staging.rmdir()
         logger.info("Saved the final model to %s", final)
     trainer.accelerator.wait_for_everyone()
     return final
+
+
+def write_final_dir(output_dir: str | Path, write_model: Callable[[Path], object], *configs, overwrite: bool = False,
+                    datasets_read: dict | None = None) -> Path:
+    """Write `{output_dir}/final/` in one rename (complete or absent): the model (`write_model` fills the folder), the
+    resolved config (`config.yaml`) and `datasets.json` (`datasets_read`: the datasets and revisions the run read).
+    Every training script finishes through it, on the main process."""
+    final = Path(output_dir) / FINAL_DIR
+    with atomic_output_dir(final, overwrite=overwrite) as folder:
+        write_model(folder)
+        save_config(folder, *configs)
+        if datasets_read is not None:
+            write_json(folder / DATASETS_FILE, datasets_read)
+    return final
+
+
+def move_contents(source: Path, target: Path) -> None:
+    for item in source.iterdir():
+        os.replace(item, target / item.name)

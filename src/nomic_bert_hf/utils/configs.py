@@ -5,9 +5,13 @@
 The first argument names a YAML file whose keys are fields of the script's dataclasses; every field can then be
 overridden as `--field value`. A key or flag that no dataclass defines is an error that names it. The resolved values
 are written back as YAML next to each output (`save_config`), and that file is itself a valid config.
+
+A mapping setting (e.g. a script's `train_datasets`) is a mapping in the YAML file; on the command line it is the path
+of a YAML file holding the mapping, or the mapping inline as JSON (`mapping_setting`).
 """
 
 import dataclasses
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,6 +41,22 @@ def parse_config(dataclass_types: Sequence[type], args: Sequence[str] | None = N
         if action.dest in values:
             action.required = False
     return parser.parse_args_into_dataclasses(args=args)
+
+
+def mapping_setting(name: str, value: dict | str | None) -> dict | None:
+    """A mapping setting as given: a mapping (from a YAML config), inline JSON (`{...}`), or the path of a YAML file
+    holding the mapping."""
+    if not isinstance(value, str):
+        return value
+    if value.lstrip().startswith("{"):
+        return json.loads(value)
+    path = Path(value)
+    if not path.is_file():
+        raise FileNotFoundError(f"{name}: {path} does not exist (give a YAML file holding the mapping, or inline JSON)")
+    mapping = yaml.safe_load(path.read_text())
+    if not isinstance(mapping, dict):
+        raise ValueError(f"{name}: {path} does not hold a mapping")
+    return mapping
 
 
 def config_dict(*configs) -> dict:

@@ -1,5 +1,7 @@
-"""Consistency filtering of a pair dataset (Nomic Embed, section 4.2): keep a pair only if an existing embedder ranks
-its document among the query's top k when it competes with a random sample of the dataset's documents.
+"""Consistency filtering of a pair dataset (Nomic Embed, section 4.2).
+
+A pair is kept only if an existing embedder ranks its document among the query's top k when it competes with a
+random sample of the dataset's documents.
 
     python training/filter_pairs.py --dataset pairs.jsonl.gz --output_file pairs-filtered.jsonl.gz
 

@@ -1,5 +1,7 @@
-"""Pieces of the one-command pipeline (`training/pipeline.py`): running a stage as its own process, knowing which
-stages are finished, turning the corpus manifest into stage arguments, and recording provenance.
+"""The pipeline's stages (`training/pipeline.py`): run as processes, known when finished, given inputs, recorded.
+
+Running a stage as its own process, knowing which stages are finished, turning the corpus manifest into stage
+arguments, and recording provenance.
 
 Every stage (training, mining, evaluation, publishing) is a process started by `run_stage`. Stages exchange files: the
 pipeline writes a stage's datasets as a YAML file in its output folder (`datasets_file`) and passes its path, and each

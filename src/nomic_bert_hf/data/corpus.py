@@ -1,5 +1,6 @@
-"""The project's corpus format (as in `training/data/default/`): check a corpus folder against its manifest, and hand out
-file lists that `datasets.load_dataset("json", data_files=...)` reads.
+"""A corpus folder (as `training/data/default/`) checked against its manifest, handing out `datasets` file lists.
+
+Its file lists are what `datasets.load_dataset("json", data_files=...)` reads.
 
     from datasets import load_dataset
     from nomic_bert_hf.data.corpus import Corpus

@@ -1,5 +1,6 @@
-"""Preparing pair data with an existing embedder: hard-negative mining (sentence-transformers' `mine_hard_negatives`)
-and Nomic's consistency filtering."""
+"""Pair data prepared with an existing embedder: hard-negative mining and Nomic's consistency filtering.
+
+Mining is sentence-transformers' `mine_hard_negatives`."""
 
 import logging
 from collections import defaultdict

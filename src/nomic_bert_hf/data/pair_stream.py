@@ -1,5 +1,7 @@
-"""Pairs streamed from many sources with one source per global batch, sharded across processes and data-loader
-workers, seeded, and resumable at any optimizer step without repeating or skipping a row.
+"""Pairs streamed from many sources, one source per global batch, resumable at any optimizer step.
+
+The stream is sharded across processes and data-loader workers, seeded, and resumes without repeating or skipping a
+row.
 
     stream = SingleSourceStream(sources, batch_size=32, batches_per_step=8, world_size=8, num_workers=4, seed=42)
     train_dataset = stream.dataset(start_step=resumed_step)     # a datasets.IterableDataset for the trainer

@@ -1,5 +1,4 @@
-"""Reading mteb's result files back and summarising them: per task, per task type, by sequence length and by
-embedding precision.
+"""mteb's result files read back and summarised: per task, task type, sequence length and embedding precision.
 
 mteb writes bare `NaN` into its JSON (metrics that are undefined for a task, such as nAUC with a single relevant
 document); Python's and pydantic's JSON readers accept it, and every table here shows a missing or undefined score as

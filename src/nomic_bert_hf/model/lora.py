@@ -1,5 +1,6 @@
-"""LoRA fine-tuning of an embedder: adapters through sentence-transformers' PEFT support, portable adapter folders,
-and merging an adapter into a full embedder folder.
+"""LoRA adapters for an embedder: training through sentence-transformers' PEFT support, saving, and merging.
+
+Adapter folders are portable, and an adapter merges into a full embedder folder.
 
     python -m nomic_bert_hf.model.lora runs/finetune-lora/adapter runs/finetune-lora/merged
 

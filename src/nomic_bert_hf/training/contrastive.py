@@ -1,5 +1,6 @@
-"""The pieces of Nomic Embed's contrastive stages, built from sentence-transformers: the model to train, the loss and
-the held-out retrieval evaluator. `training/contrastive.py` puts them together."""
+"""Nomic Embed's contrastive stages from sentence-transformers: the model to train, the loss, the evaluator.
+
+The evaluator scores held-out retrieval; `training/contrastive.py` puts the pieces together."""
 
 import logging
 from collections.abc import Sequence

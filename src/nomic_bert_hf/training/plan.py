@@ -1,5 +1,7 @@
-"""What a training run will read and cost, resolved before it starts: every dataset split (rows, columns, revision)
-and every stage's steps, tokens, global batch, checkpoint size and, given a throughput, wall time.
+"""What a training run will read and cost, resolved before it starts.
+
+Every dataset split (rows, columns, revision) and every stage's steps, tokens, global batch, checkpoint size and,
+given a throughput, wall time.
 
     plan = contrastive_plan("pretrain", model_args, data_args, loss_args, training_args, processes=8, parameters=137e6)
     print(render_plan([plan], tokens_per_second=1.2e6))

@@ -1,5 +1,4 @@
-"""Reading checkpoints safely, hashing files, and writing output files and folders so that an interrupted save never
-looks finished."""
+"""Files on disk: checkpoints read safely, files hashed, outputs written so an interrupted save never looks finished."""
 
 import contextlib
 import hashlib

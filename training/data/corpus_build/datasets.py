@@ -1,6 +1,7 @@
-"""From parsed sources to the corpus's rows: source-document splits, MLM documents, (query, document) pair datasets
-and evaluation tasks. Everything here is pure and deterministic: the same inputs give the same rows in the same
-order."""
+"""From parsed sources to the corpus's rows, purely and deterministically.
+
+Source-document splits, MLM documents, (query, document) pair datasets and evaluation tasks: the same inputs give
+the same rows in the same order."""
 
 import re
 from collections import defaultdict

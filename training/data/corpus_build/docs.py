@@ -1,5 +1,6 @@
-"""Documentation sets as `Document`s: Python 3.11, PostgreSQL 15, SQLite 3 and Django 3.2 HTML pages, and the Perl
-FAQ (POD).
+"""Documentation sets as `Document`s: Python, PostgreSQL, SQLite and Django HTML pages, and the Perl FAQ.
+
+Python 3.11, PostgreSQL 15, SQLite 3 and Django 3.2; the Perl FAQ from its POD.
 
 Each page keeps its own structure: sections (heading -> text), API entries (signature -> description), FAQ entries
 (question -> answer) and, where the documentation states one, a one-line summary of the whole page (Python module

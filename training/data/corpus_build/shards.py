@@ -1,5 +1,7 @@
-"""Deterministic jsonl.gz shards: fixed key order, no timestamps or file names in the gzip header, a fixed
-compression level, and shard boundaries that depend on the rows alone."""
+"""Deterministic jsonl.gz shards: the same rows always give the same bytes.
+
+Fixed key order, no timestamps or file names in the gzip header, a fixed compression level, and shard boundaries
+that depend on the rows alone."""
 
 import gzip
 import hashlib

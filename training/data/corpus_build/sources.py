@@ -1,5 +1,6 @@
-"""The default corpus's sources: what to fetch (pinned through the manifest) and how each unpacked source becomes
-documents, dictionary entries, synsets and package descriptions."""
+"""The default corpus's sources: what to fetch (pinned through the manifest) and how each is parsed.
+
+Each unpacked source becomes documents, dictionary entries, synsets or package descriptions."""
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass

@@ -1,5 +1,6 @@
-"""Text helpers shared by the source parsers: normalisation, paragraphs, word counts, exact-duplicate keys and the
-deterministic train/validation assignment."""
+"""Text helpers shared by the source parsers.
+
+Normalisation, paragraphs, word counts, exact-duplicate keys and the deterministic train/validation assignment."""
 
 import hashlib
 import re

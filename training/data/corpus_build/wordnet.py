@@ -1,5 +1,7 @@
-"""WordNet 3.0 (Debian `wordnet-base`): synsets with their lemmas, definition, examples and hypernym links; the
-path similarity over the hypernym hierarchy; the unit that decides a synset's split."""
+"""WordNet 3.0 (Debian `wordnet-base`): synsets, their path similarity, and the unit of their split.
+
+Synsets with their lemmas, definition, examples and hypernym links; the path similarity over the hypernym hierarchy;
+the unit that decides a synset's split."""
 
 import re
 from collections import Counter

@@ -5,13 +5,13 @@ document); Python's and pydantic's JSON readers accept it, and every table here 
 `n/a` instead of propagating NaN into averages or the model card.
 """
 
-import json
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import mean
 
+import mteb
 import yaml
 from mteb.results import TaskResult
 
@@ -37,7 +37,7 @@ class EvaluationRun:
         result = self.results.get(task)
         if result is None:
             return None
-        value = float(result.get_score())
+        value = float(result.get_score())  # mteb's own main score; NaN (undefined) becomes None, shown as n/a
         return value if math.isfinite(value) else None
 
     @property
@@ -49,34 +49,36 @@ class EvaluationRun:
         return self.experiment.get("precision", PRECISIONS[0])
 
 
-def find_runs(results_dir: str | Path, *, revision: str | None = None, model_name: str | None = None) -> list[EvaluationRun]:
-    """Every run in an mteb result cache, optionally only those of one revision and/or model name."""
-    root = Path(results_dir) / "results"
-    meta_files = sorted(root.glob("*/*/model_meta.json")) + sorted(root.glob("*/*/experiments/*/model_meta.json"))
-    runs = []
-    for meta_file in meta_files:
-        meta = json.loads(meta_file.read_text())
-        if (revision is not None and meta["revision"] != revision) or (
-            model_name is not None and meta["name"] != model_name
-        ):
-            continue
-        results = {}
-        for path in sorted(meta_file.parent.glob("*.json")):
-            if path.name != meta_file.name:
-                result = TaskResult.from_disk(path)
-                results[result.task_name] = result
-        runs.append(EvaluationRun(meta["name"], meta["revision"], dict(meta.get("experiment_kwargs") or {}),
-                                  meta_file.parent, results))
-    return runs
+def find_runs(results_dir: str | Path, *, revision: str | None = None,
+              model_name: str | None = None) -> list[EvaluationRun]:
+    """Every run in an mteb result cache, optionally only those of one revision and/or model name.
+
+    mteb's `ResultCache.load_results` reads the cache (standard and experiment folders, `model_meta.json`, task
+    results); kept here: one `EvaluationRun` per (model, revision, experiment) with its folder and experiment settings,
+    in folder order (standard runs first), since mteb's tables key on the model name only and would merge experiments.
+    """
+    if not (Path(results_dir) / "results").is_dir():  # ResultCache would create the folder
+        return []
+    cache = mteb.ResultCache(results_dir)
+    loaded = cache.load_results(include_remote=False, load_experiments="match_name")
+    runs = [
+        EvaluationRun(result.model_name, result.model_revision, dict(result.model_meta.experiment_kwargs or {}),
+                      cache.get_task_result_path(result.task_results[0].task_name, result.model_meta).parent,
+                      {task.task_name: task for task in sorted(result.task_results, key=lambda task: task.task_name)})
+        for result in loaded
+        if (revision is None or result.model_revision == revision)
+        and (model_name is None or result.model_name == model_name)
+    ]
+    return sorted(runs, key=lambda run: (bool(run.experiment), run.folder))
 
 
 def task_info(results_dir: str | Path, task_name: str) -> dict:
-    """Type and main score of a task: as recorded at evaluation time, else from mteb's registry."""
+    """Type and main score of a task: as recorded at evaluation time, else from mteb's registry.
+
+    Kept: mteb's `BenchmarkResults` looks task types up in its registry only, which lacks the local tasks."""
     record = Path(results_dir) / TASK_METADATA_DIR / f"{task_name}.yaml"
     if record.is_file():
         return yaml.safe_load(record.read_text())
-    import mteb
-
     try:
         metadata = mteb.get_task(task_name).metadata
     except KeyError:
@@ -90,6 +92,7 @@ def percent(value: float | None) -> str:
 
 
 def markdown_table(headers: list[str], rows: list[list[str]]) -> str:
+    """Kept: mteb gives DataFrames; the card and results.md want these exact tables, n/a for undefined scores."""
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
     return "\n".join(lines)
@@ -106,12 +109,15 @@ def task_rows(run: EvaluationRun, results_dir: str | Path) -> list[dict]:
 
 
 def category_rows(task_table: list[dict]) -> list[dict]:
-    """Mean main score per task type, then the mean over all tasks (as MTEB averages); undefined scores left out."""
+    """Mean main score per task type, then the mean over all tasks (as MTEB averages); undefined scores left out.
+
+    Kept: mteb's `get_aggregated_scores` gives no per-type rows and is None as soon as one score is NaN."""
     by_type = defaultdict(list)
     for row in task_table:
         if row["score"] is not None:
             by_type[row["type"]].append(row["score"])
-    rows = [{"type": task_type, "tasks": len(scores), "score": mean(scores)} for task_type, scores in sorted(by_type.items())]
+    rows = [{"type": task_type, "tasks": len(scores), "score": mean(scores)}
+            for task_type, scores in sorted(by_type.items())]
     every = [score for scores in by_type.values() for score in scores]
     if every:
         rows.append({"type": "Average", "tasks": len(every), "score": mean(every)})
@@ -120,7 +126,8 @@ def category_rows(task_table: list[dict]) -> list[dict]:
 
 def length_scores(runs: list[EvaluationRun]) -> dict[str, dict[int, float | None]]:
     """task -> {sequence length: score} for the tasks evaluated at a length other than the standard one (the
-    standard run supplies their 512-token column). Runs that also change other settings are left out."""
+    standard run supplies their 512-token column). Runs that also change other settings are left out.
+    Kept: mteb's `to_dataframe` keys on the model name, so it has no column per experiment."""
     length_runs = [run for run in runs if set(run.experiment) <= LENGTH_KEYS]
     long_tasks = {task for run in length_runs if "max_seq_length" in run.experiment for task in run.results}
     table: dict[str, dict[int, float | None]] = {task: {} for task in sorted(long_tasks)}
@@ -137,7 +144,8 @@ def other_settings(experiment: dict | None) -> dict:
 
 def precision_scores(runs: list[EvaluationRun], settings: dict | None = None) -> dict[str, dict[str, float | None]]:
     """task -> {precision: score} for the tasks evaluated on quantized embeddings, among the runs whose other
-    settings are `settings` (default: Nomic's protocol); the float32 run of those settings supplies that column."""
+    settings are `settings` (default: Nomic's protocol); the float32 run of those settings supplies that column.
+    Kept, as `length_scores`: mteb's tables have no column per experiment."""
     precision_runs = [run for run in runs if other_settings(run.experiment) == (settings or {})]
     quantized_tasks = {task for run in precision_runs if "precision" in run.experiment for task in run.results}
     table: dict[str, dict[str, float | None]] = {task: {} for task in sorted(quantized_tasks)}
@@ -171,7 +179,8 @@ def markdown_precision_table(table: dict[str, dict[str, float | None]]) -> str:
         return row
 
     means = {precision: column_mean(table, precision) for precision in precisions}
-    return markdown_table(headers, [[task, *cells(scores)] for task, scores in table.items()] + [["Mean", *cells(means)]])
+    rows = [[task, *cells(scores)] for task, scores in table.items()]
+    return markdown_table(headers, rows + [["Mean", *cells(means)]])
 
 
 def markdown_task_table(rows: list[dict]) -> str:

@@ -322,6 +322,11 @@ def render_card(model_dir: Path, info: EmbedderInfo, *, repo_id: str, license: s
 def copy_model_files(model_dir: Path, target: Path) -> None:
     """Weights, code, configs, tokenizer and the sentence-transformers module folders (not the old README)."""
     modules = json.loads((model_dir / "modules.json").read_text())
+    # README.md, the card sentence-transformers generated at the final save, stays behind: it describes the last
+    # stage only (or, saved untrained, repeats a loaded model's card) and holds no mteb results, so the template is
+    # the card, with every stage's config and the data manifest. Not carried over: that stage's loss log, dataset
+    # column statistics, framework versions, codecarbon emissions and loss citations (to keep them, persist
+    # `model.model_card_data` per stage when it is saved; the folder keeps only its rendered text).
     for path in model_dir.iterdir():
         if path.is_file() and (path.suffix in {".json", ".safetensors", ".py"} or path.name in {"vocab.txt", CONFIG_FILE}):
             shutil.copy2(path, target / path.name)

@@ -3,8 +3,8 @@
     python benchmarks/mlm_throughput.py
     python benchmarks/mlm_throughput.py --configs tiny cpu-small nomic-bert-2048 --repeats 5 --threads 1
 
-Both models get the same weights (the native one is written by `nomic_bert_hf.model.convert.to_native`, i.e.
-`native_state_dict`, whose extra head biases are zero, and read back with `from_pretrained`), the same optimizer
+Both models get the same weights (the native one is written by `nomic_bert_hf.model.convert.to_native`, with
+zeros for the native head's extra biases, and read back with `from_pretrained`), the same optimizer
 (AdamW) and the same batches (30% masking). A step is forward, backward and optimizer step; tokens/s counts every
 input token. Ours decodes only the masked positions (`dense_seq_output`); the native head decodes every token.
 The models alternate, `--repeats` times, and the table shows medians: the CPU may be shared, so single numbers are

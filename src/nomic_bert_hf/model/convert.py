@@ -6,9 +6,11 @@
   native keys; the model's own code next to the weights; the tokenizer with `vocab.txt` and `model_max_length`
   = `n_positions`. An encoder folder in this layout loads with `trust_remote_code=True` (bundled code) and without
   it (transformers' native `nomic_bert`).
-* `native`: transformers' native names (`nomic_bert.layers.N.self_attn.q_proj`, ...). Only needed for MLM and
+* `native`: written by transformers' native class, config.json in its keys only. Only needed for MLM and
   classification checkpoints, which native transformers cannot read in the other layouts (it expects its `nomic_bert.`
-  prefix and biases in the MLM head; those biases are written as zeros, which leaves the outputs unchanged).
+  prefix and biases in the MLM head; those biases are written as zeros, which leaves the outputs unchanged). The weight
+  names stay Nomic's under that prefix: transformers' `nomic_bert` conversion mapping renames them (and splits `Wqkv`
+  into q/k/v) on load, and reverts that on save.
 
     nomic-bert-convert nomic-ai/nomic-embed-text-v1.5 nomic-embed-text-v1.5 --sentence_transformers --matryoshka
     nomic-bert-convert nomic-ai/nomic-bert-2048 nomic-bert-2048 --n_positions 8192 --rotary_scaling_factor 2
@@ -46,17 +48,6 @@ NOMIC_AUTO_MAP = {
 }
 NATIVE_KEYS = (*NATIVE_ONLY_KEYS, "vocab_size", "type_vocab_size", "pad_token_id", "initializer_range",
                "tie_word_embeddings", "id2label", "label2id", "problem_type")
-NATIVE_RENAMES = [  # this package's weight names -> transformers' native ones
-    (r"^bert\.", "nomic_bert."),
-    (r"emb_ln\.", "embeddings.LayerNorm."),
-    (r"encoder\.layers\.", "layers."),
-    (r"attn\.out_proj\.", "self_attn.o_proj."),
-    (r"mlp\.fc11\.", "mlp.up_proj."),
-    (r"mlp\.fc12\.", "mlp.gate_proj."),
-    (r"mlp\.fc2\.", "mlp.down_proj."),
-    (r"norm1\.", "post_attention_layernorm."),
-    (r"norm2\.", "post_mlp_layernorm."),
-]
 
 
 def fetch(source: str, revision: str | None = None) -> Path:
@@ -120,26 +111,8 @@ def to_nomic(model: PreTrainedModel, tokenizer, output: Path, overwrite: bool = 
         save_tokenizer(tokenizer, staging)
 
 
-def native_state_dict(model: PreTrainedModel) -> dict[str, torch.Tensor]:
-    """The weights under transformers' native names: `Wqkv` split into q/k/v, zero biases for the native MLM head."""
-    state_dict = {}
-    for key, value in model.state_dict().items():
-        for pattern, replacement in NATIVE_RENAMES:
-            key = re.sub(pattern, replacement, key)
-        if key.endswith("attn.Wqkv.weight"):
-            for name, part in zip(("q", "k", "v"), value.chunk(3)):
-                state_dict[key.replace("attn.Wqkv", f"self_attn.{name}_proj")] = part
-        else:
-            state_dict[key] = value
-    if isinstance(model, NomicBertForPreTraining):
-        hidden, vocab = model.config.n_embd, model.config.vocab_size
-        state_dict["cls.predictions.transform.dense.bias"] = torch.zeros(hidden)
-        state_dict["cls.predictions.bias"] = torch.zeros(vocab)
-        state_dict["cls.predictions.decoder.bias"] = state_dict["cls.predictions.bias"]
-    return state_dict
-
-
 def to_native(model: PreTrainedModel, tokenizer, output: Path, overwrite: bool = False) -> None:
+    """transformers' native class, its weights loaded through transformers' own `nomic_bert` conversion mapping."""
     import transformers
 
     native_name = {
@@ -153,8 +126,17 @@ def to_native(model: PreTrainedModel, tokenizer, output: Path, overwrite: bool =
         classifier_dropout=model.config.classifier_dropout if model.config.classifier_dropout is not None
         else model.config.embd_pdrop,
     )
-    native = getattr(transformers, native_name)(native_config)
-    native.load_state_dict(native_state_dict(model), strict=True)
+    # transformers' `nomic_bert` conversion mapping (conversion_mapping.py) does every rename but this prefix, and a
+    # `key_mapping=` for it would be reverted by save_pretrained, writing `bert.` again.
+    state_dict = {re.sub(r"^bert\.", "nomic_bert.", key): value for key, value in model.state_dict().items()}
+    if isinstance(model, NomicBertForPreTraining):
+        state_dict["cls.predictions.transform.dense.bias"] = torch.zeros(model.config.n_embd)
+        state_dict["cls.predictions.bias"] = torch.zeros(model.config.vocab_size)
+    native, info = getattr(transformers, native_name).from_pretrained(
+        None, config=native_config, state_dict=state_dict, output_loading_info=True
+    )
+    if any(info.values()):
+        raise ValueError(f"the weights do not fit transformers' {native_name}: {info}")
     with atomic_output_dir(output, overwrite) as staging:
         native.save_pretrained(staging)
         save_tokenizer(tokenizer, staging)

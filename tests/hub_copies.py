@@ -10,7 +10,7 @@ from pathlib import Path
 
 import datasets
 import yaml
-from contrastive_data import docstring_pairs
+from docstrings import docstring_pairs
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "training" / "configs"

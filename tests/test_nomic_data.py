@@ -2,7 +2,6 @@
 1 reads the pre-tokenized sequences as they are, stage 2 streams one source per global batch across processes and
 resumes exactly, stage 3 samples 7 of each row's released negatives."""
 
-import importlib.util
 import json
 import os
 import re
@@ -15,10 +14,10 @@ import datasets
 import pytest
 import torch
 import yaml
-from contrastive_data import one_thread  # noqa: F401 (an autouse fixture)
 from hub_copies import CONFIGS, PRETOKENIZED, SUPERVISED, UNSUPERVISED, config_splits
 from huggingface_hub._local_folder import write_download_metadata
 from safetensors.torch import load_file
+from script_loader import load_script
 from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
 from transformers import PreTrainedTokenizerBase
 
@@ -36,11 +35,7 @@ TASK_PROMPTS = {"paq": PROMPTS["query"], "reddit_title_body": PROMPTS["clusterin
                 "amazon_reviews": PROMPTS["classification"], "squad": PROMPTS["query"]}
 
 
-def load_script(name):
-    spec = importlib.util.spec_from_file_location(f"{name}_script", ROOT / "training" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def starts_with_prompt(text, prompt):
@@ -67,10 +62,10 @@ def test_stage_1_uses_pretokenized_rows_without_the_tokenizer(nomic_mirror, tmp_
 
     monkeypatch.setattr(PreTrainedTokenizerBase, "__call__", no_tokenizing)
     batches = []
-    original = load_script("mlm").MaskingCollator.__call__
+    original = load_script("training/mlm.py").MaskingCollator.__call__
     monkeypatch.setattr("nomic_bert_hf.data.mlm_data.MaskingCollator.__call__",
                         lambda self, rows, *a, **k: batches.append(rows) or original(self, rows, *a, **k))
-    final = load_script("mlm").main([
+    final = load_script("training/mlm.py").main([
         str(CONFIGS / "mlm" / "nomic-bert-2048.yaml"), "--data_mirror", str(nomic_mirror), "--n_embd", "32",
         "--n_layer", "1", "--n_head", "2", "--n_inner", "64", "--per_device_train_batch_size", "2",
         "--gradient_accumulation_steps", "1", "--max_steps", "2", "--bf16", "false", "--use_cpu", "true",
@@ -125,7 +120,7 @@ def test_stage_2_streams_one_source_per_global_batch_on_two_processes(mlm_dir, n
 
 
 def test_streamed_run_killed_and_resumed_ends_with_the_same_weights(mlm_dir, nomic_mirror, tmp_path, interrupt_at):
-    script = load_script("contrastive")
+    script = load_script("training/contrastive.py")
     args = [str(UNSUPERVISED_CONFIG), "--model_name_or_path", str(mlm_dir), "--data_mirror", str(nomic_mirror),
             *TINY_CONTRASTIVE, "--max_steps", "8", "--save_steps", "3", "--shuffle_window", "5"]
     uninterrupted = script.main([*args, "--output_dir", str(tmp_path / "a")])
@@ -155,7 +150,7 @@ def test_stage_3_trains_on_7_of_each_rows_released_negatives(mlm_dir, nomic_mirr
     monkeypatch.setattr(SentenceTransformerTrainer, "compute_loss", lambda trainer, model, inputs, *a, **k: (
         columns.append(sorted(key for key in inputs if key.endswith("_input_ids")))
         or compute_loss(trainer, model, inputs, *a, **k)))
-    load_script("contrastive").main([
+    load_script("training/contrastive.py").main([
         str(CONFIGS / "contrastive" / "nomic-embed-text-v1.5.yaml"), "--model_name_or_path", str(mlm_dir),
         "--data_mirror", str(nomic_mirror), *TINY_CONTRASTIVE, "--matryoshka_dims", "32", "16", "--max_steps", "2",
         "--output_dir", str(tmp_path / "ft"),

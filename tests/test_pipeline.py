@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from script_loader import load_script
 from sentence_transformers import SentenceTransformer
 
 from nomic_bert_hf.data.corpus import CorpusError
@@ -18,8 +19,7 @@ from nomic_bert_hf.model.embedder_folder import weights_digest
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "training" / "configs" / "pipeline" / "tiny.yaml"
-sys.path.insert(0, str(ROOT / "training"))
-import pipeline  # noqa: E402
+pipeline = load_script("training/pipeline.py")
 
 
 def run_pipeline(tmp: Path, *flags: str) -> subprocess.Popen:

@@ -23,9 +23,11 @@ from transformers import PreTrainedTokenizerBase
 
 from nomic_bert_hf.data.hub_data import inspect_split
 from nomic_bert_hf.data.mlm_data import check_packed
-from nomic_bert_hf.data.pair_data import PairSource, load_pairs
+from nomic_bert_hf.data.pair_data import PairSource, load_pairs, parse_sources
 from nomic_bert_hf.data.pair_stream import SingleSourceStream, StreamSource, rank_rows
 from nomic_bert_hf.model.embedder import PROMPTS
+from nomic_bert_hf.training.runs import RunTrainingArguments
+from nomic_bert_hf.utils.configs import parse_config
 
 ROOT = Path(__file__).resolve().parents[1]
 UNSUPERVISED_CONFIG = CONFIGS / "contrastive" / "nomic-embed-text-v1-unsupervised.yaml"
@@ -42,14 +44,29 @@ def starts_with_prompt(text, prompt):
     return text.replace(" ", "").startswith(prompt.replace(" ", ""))
 
 
-def test_published_recipes_name_every_released_split_and_no_placeholder():
-    unsupervised = yaml.safe_load(UNSUPERVISED_CONFIG.read_text())["train_datasets"]
-    assert len(unsupervised) == 29 and {entry["path"] for entry in unsupervised.values()} == {UNSUPERVISED}
+def published_sources(config):
+    """The data arguments that training/contrastive.py parses from a published config, and the sources it reads."""
+    script = load_script("training/contrastive.py")
+    dataclasses = [script.ModelArguments, script.DataArguments, script.LossArguments,
+                   script.SentenceTransformerTrainingArguments]
+    _, data_args, _, _ = parse_config(dataclasses, [str(CONFIGS / "contrastive" / config), "--bf16", "false"])
+    return data_args, parse_sources(data_args.train_datasets)
+
+
+def test_published_recipes_read_every_released_split():
+    _, unsupervised = published_sources("nomic-embed-text-v1-unsupervised.yaml")
+    assert len(unsupervised) == 29 and {source.path for source in unsupervised} == {UNSUPERVISED}
     for name in ("nomic-embed-text-v1.yaml", "nomic-embed-text-v1.5.yaml"):
-        supervised = yaml.safe_load((CONFIGS / "contrastive" / name).read_text())
-        assert len(supervised["train_datasets"]) == 10 and supervised["num_negatives"] == 7
-        assert {entry["path"] for entry in supervised["train_datasets"].values()} == {SUPERVISED}
-    assert yaml.safe_load((CONFIGS / "mlm" / "nomic-bert-2048.yaml").read_text())["train_data"] == [PRETOKENIZED]
+        data_args, supervised = published_sources(name)
+        assert len(supervised) == 10 and data_args.num_negatives == 7
+        assert {source.path for source in supervised} == {SUPERVISED}
+    mlm = load_script("training/mlm.py")
+    _, data_args, _ = parse_config([mlm.ModelArguments, mlm.DataArguments, RunTrainingArguments],
+                                   [str(CONFIGS / "mlm" / "nomic-bert-2048.yaml"), "--use_cpu", "true"])
+    assert data_args.train_data == [PRETOKENIZED]
+
+
+def test_no_tracked_file_names_a_placeholder_dataset():
     tracked = subprocess.run(["git", "-C", str(ROOT), "ls-files"], capture_output=True, text=True).stdout.split()
     placeholders = [path for path in tracked if path.endswith((".py", ".yaml", ".md")) and path != "tests/test_nomic_data.py"
                     and "my-org/" in (ROOT / path).read_text(errors="replace")]

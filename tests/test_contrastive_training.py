@@ -162,6 +162,7 @@ def test_lora_adapter_saves_portably_reloads_and_merges(stage2, files, tmp_path)
     torch.testing.assert_close(reloaded, with_adapter, atol=1e-5, rtol=0)
 
 
+@pytest.mark.slow
 def test_two_processes_train_on_single_source_global_batches(mlm_dir, files, tmp_path):
     datasets = {"functions": str(files["functions"]), "classes": {"path": str(files["classes"]), "task": "classification"}}
     command = [

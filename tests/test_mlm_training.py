@@ -161,6 +161,7 @@ def test_streaming_run(mlm_script, corpus_file, tmp_path):
     load_strict(NomicBertForPreTraining, final)
 
 
+@pytest.mark.slow
 def test_ddp_with_two_processes(small_corpus_file, tmp_path):
     """torchrun, 2 CPU processes (gloo): the same script, unchanged."""
     output_dir = tmp_path / "ddp"

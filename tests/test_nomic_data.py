@@ -109,6 +109,7 @@ def test_bad_pretokenized_rows_are_named(tmp_path, row, message, streaming):
         list(check_packed(sequences, 32, 30528, str(path)))
 
 
+@pytest.mark.slow
 def test_stage_2_streams_one_source_per_global_batch_on_two_processes(mlm_dir, nomic_mirror, tmp_path):
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
@@ -202,6 +203,7 @@ def run_pipeline(*args):
                           capture_output=True, text=True, timeout=900)
 
 
+@pytest.mark.slow
 def test_published_pipeline_runs_every_stage_on_the_released_data(nomic_mirror, tmp_path):
     result = run_pipeline(published_pipeline(tmp_path, nomic_mirror))
     assert result.returncode == 0, result.stderr[-3000:]

@@ -1,5 +1,7 @@
-"""Shared fixtures: tiny NomicBERT checkpoints written to temporary folders, and an offline, sandboxed HF cache."""
+"""Shared fixtures: tiny NomicBERT checkpoints written to temporary folders, corpora of real text, training/mlm.py as
+a module, and an offline, sandboxed HF cache."""
 
+import json
 import os
 import tempfile
 
@@ -12,6 +14,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from docstrings import stdlib_docstrings  # noqa: E402
+from script_loader import load_script  # noqa: E402
 from transformers import TrainerCallback  # noqa: E402
 
 from nomic_bert_hf import NomicBertConfig, NomicBertForPreTraining, NomicBertModel  # noqa: E402
@@ -91,3 +95,45 @@ class InterruptAt(TrainerCallback):
 def interrupt_at():
     """`interrupt_at(step)`: a callback that crashes the run there (`interrupt_at.Interrupted` is what it raises)."""
     return InterruptAt
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One intra-op thread for a module's tests (`pytestmark = pytest.mark.usefixtures("one_torch_thread")`): tiny
+    models gain nothing from threads, and on a shared 2-core machine two threads per process make in-process training
+    runs several times slower; restored after the module."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def corpus_file(tmp_path_factory):
+    """The standard library's docstrings as JSON lines with a `text` column (and a `source` column the loader must
+    ignore)."""
+    path = tmp_path_factory.mktemp("corpus") / "docstrings.jsonl"
+    with path.open("w", encoding="utf-8") as handle:
+        for number, text in enumerate(stdlib_docstrings()):
+            handle.write(json.dumps({"text": text, "source": f"doc{number}"}) + "\n")
+    return path
+
+
+@pytest.fixture(scope="session")
+def small_corpus_file(tmp_path_factory):
+    """About 1,000 words of docstrings (about 35 sequences of 64 tokens), so a tiny run crosses epochs quickly."""
+    texts, words = [], 0
+    for text in stdlib_docstrings():
+        if words >= 1000:
+            break
+        texts.append(text)
+        words += len(text.split())
+    path = tmp_path_factory.mktemp("small-corpus") / "docstrings.jsonl"
+    path.write_text("".join(json.dumps({"text": text}) + "\n" for text in texts), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def mlm_script():
+    """training/mlm.py as a module."""
+    return load_script("training/mlm.py")

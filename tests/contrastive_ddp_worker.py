@@ -5,19 +5,17 @@ loss gathered across processes.
     torchrun --nproc_per_node 2 tests/contrastive_ddp_worker.py RECORD_DIR CONFIG.yaml [--field value ...]
 """
 
-import importlib.util
 import json
 import os
 import sys
 from pathlib import Path
 
 import torch
+from script_loader import load_script
 from sentence_transformers import SentenceTransformerTrainer
 from sentence_transformers.sentence_transformer.losses import (
     cached_multiple_negatives_ranking as cmnrl,
 )
-
-SCRIPT = Path(__file__).resolve().parents[1] / "training" / "contrastive.py"
 
 
 def main():
@@ -47,10 +45,7 @@ def main():
 
     SentenceTransformerTrainer.compute_loss = recording_compute_loss
     cmnrl.all_gather_with_grad = recording_all_gather_with_grad
-    spec = importlib.util.spec_from_file_location("contrastive_script", SCRIPT)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    script.main(script_args)
+    load_script("training/contrastive.py").main(script_args)
     record_dir.mkdir(parents=True, exist_ok=True)
     (record_dir / f"rank{rank}.json").write_text(json.dumps(records))
     torch.distributed.destroy_process_group()

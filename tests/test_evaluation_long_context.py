@@ -1,11 +1,11 @@
 """Long-context evaluation: a local long-document retrieval task at 512 and 4096 tokens on a tiny model."""
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 from evaluation_data import COMMANDS, write_retrieval_task
+from script_loader import load_script
 
 from nomic_bert_hf.evaluation import (
     embedder_model_meta,
@@ -69,9 +69,7 @@ def test_scaling_is_set_on_the_model_config_above_the_trained_length(embedder_di
 
 def test_the_script_prints_the_table_from_the_cache(evaluated, embedder_dir, long_task_dir, capsys):
     table, results_dir = evaluated
-    spec = importlib.util.spec_from_file_location("long_context", REPO / "evaluation" / "long_context.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script("evaluation/long_context.py")
     # `--model`: the older spelling of `--model_name_or_path`, still accepted
     again = script.main([str(REPO / "evaluation/configs/long_context/tiny.yaml"), "--model", str(embedder_dir),
                          "--model_name", NAME, "--rotary_scaling_factor", "4.0", "--output_dir", str(results_dir),

@@ -1,6 +1,5 @@
 """Evaluation through mteb's harness: local tasks, Nomic's prompts and normalisation, the result cache, ModelMeta."""
 
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -20,6 +19,7 @@ from evaluation_data import (
     write_sts_task,
 )
 from mteb.results import TaskResult
+from script_loader import load_script
 from torch.utils.data import DataLoader
 
 from nomic_bert_hf.evaluation import (
@@ -187,9 +187,7 @@ def test_bad_local_data_names_the_problem(tmp_path):
 
 
 def test_the_script_reports_and_records_its_config(evaluated, embedder_dir, task_dirs, capsys):
-    spec = importlib.util.spec_from_file_location("mteb_eval", REPO / "evaluation" / "mteb_eval.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script("evaluation/mteb_eval.py")
     calls_before = evaluated["recorder"].calls
     rows = script.main([str(REPO / "evaluation/configs/mteb_eval/tiny.yaml"), "--model_name_or_path", str(embedder_dir),
                         "--model_name", NAME, "--output_dir", str(evaluated["results_dir"]),

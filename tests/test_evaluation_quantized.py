@@ -1,6 +1,5 @@
 """Retrieval on int8 and binary embeddings: separate cached runs, shared int8 calibration, Hamming ranking, the card."""
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import torch
 from evaluation_data import write_retrieval_task, write_sts_task
 from huggingface_hub import ModelCard
 from mteb.results import TaskResult
+from script_loader import load_script
 from sentence_transformers import quantize_embeddings
 from sentence_transformers.util import cos_sim
 
@@ -26,14 +26,8 @@ from nomic_bert_hf.model.embedder_folder import weights_digest
 
 NAME = "test/nomic-embed-text"
 REPO = Path(__file__).resolve().parents[1]
+SCRIPT = "evaluation/mteb_eval.py"
 PRECISIONS = ("float32", "int8", "binary")
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("mteb_eval", REPO / "evaluation" / "mteb_eval.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    return script
 
 
 @pytest.fixture(scope="module")
@@ -47,9 +41,9 @@ def evaluated(embedder_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("quantized")
     tasks = [write_retrieval_task(root / "command-retrieval"), write_sts_task(root / "everyday-sts")]
     results_dir = root / "results"
-    load_script().main([str(REPO / "evaluation/configs/mteb_eval/tiny.yaml"), "--model_name_or_path", str(embedder_dir),
-                        "--model_name", NAME, "--output_dir", str(results_dir), "--tasks", *map(str, tasks),
-                        "--precisions", *PRECISIONS])
+    load_script(SCRIPT).main([str(REPO / "evaluation/configs/mteb_eval/tiny.yaml"), "--model_name_or_path",
+                              str(embedder_dir), "--model_name", NAME, "--output_dir", str(results_dir),
+                              "--tasks", *map(str, tasks), "--precisions", *PRECISIONS])
     run = results_dir / "results" / "test__nomic-embed-text" / weights_digest(embedder_dir)
     folders = {"float32": run, "int8": run / "experiments" / "precision_int8",
                "binary": run / "experiments" / "precision_binary"}
@@ -119,8 +113,8 @@ def test_unknown_precision_is_refused_with_the_choices(embedder_dir):
     with pytest.raises(ValueError, match=r"unknown precision 'fp16': choose from float32, int8, binary"):
         embedder_model_meta(embedder_dir, precision="fp16")
     with pytest.raises(ValueError, match=r"unknown precision 'int4'"):
-        load_script().main(["--model_name_or_path", str(embedder_dir), "--tasks", "STSBenchmark",
-                            "--precisions", "float32", "int4"])
+        load_script(SCRIPT).main(["--model_name_or_path", str(embedder_dir), "--tasks", "STSBenchmark",
+                                  "--precisions", "float32", "int4"])
     with pytest.raises(ValueError, match="float32 or int8|int8 or binary"):
         QuantizedIndex("float32")
     assert torch.equal(quantize(np.array([[0.5, -0.1]]), "binary"), torch.tensor([[1, -1]], dtype=torch.int8))

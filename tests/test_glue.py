@@ -1,14 +1,13 @@
 """evaluation/glue.py end to end on a tiny model, with a few rows of each task in GLUE's own column format."""
 
-import importlib.util
 import json
 import math
 from pathlib import Path
 
 import evaluate
 import pytest
-from mlm_fixtures import one_torch_thread  # noqa: F401  (pytest fixture)
 from scipy.stats import pearsonr, spearmanr
+from script_loader import load_script
 
 from nomic_bert_hf.evaluation.glue import (
     TASKS,
@@ -20,6 +19,8 @@ from nomic_bert_hf.evaluation.glue import (
 
 ROOT = Path(__file__).resolve().parents[1]
 METRIC = ROOT / "evaluation" / "metrics" / "glue" / "glue.py"
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 PAIRS = [
     ("The company said its profit rose in the third quarter.", "Profits at the company grew in the third quarter."),
@@ -83,10 +84,7 @@ def glue_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def glue_script():
-    spec = importlib.util.spec_from_file_location("glue_script", ROOT / "evaluation" / "glue.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("evaluation/glue.py")
 
 
 def test_all_eight_tasks_end_to_end(glue_script, glue_dir, mlm_dir, tmp_path):

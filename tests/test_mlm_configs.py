@@ -6,7 +6,6 @@ from pathlib import Path
 import pytest
 import torch
 from accelerate.commands.config.config_args import load_config_from_file
-from mlm_fixtures import mlm_script  # noqa: F401  (pytest fixtures)
 from transformers import Trainer, TrainingArguments
 
 from nomic_bert_hf import NomicBertConfig, NomicBertForPreTraining

@@ -7,7 +7,6 @@ import logging
 import datasets
 import pytest
 import torch
-from mlm_fixtures import corpus_file  # noqa: F401  (pytest fixtures)
 
 from nomic_bert_hf.data.mlm_data import (
     MaskingCollator,

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from mlm_fixtures import corpus_file, mlm_script, one_torch_thread, small_corpus_file  # noqa: F401  (pytest fixtures)
 from safetensors.torch import load_file
 from transformers import AutoModelForMaskedLM
 from transformers.trainer_pt_utils import safe_globals
@@ -25,6 +24,8 @@ from nomic_bert_hf.utils.files import load_strict
 ROOT = Path(__file__).resolve().parents[1]
 TINY_CONFIG = ROOT / "training" / "configs" / "mlm" / "tiny.yaml"
 FAST = ["--disable_tqdm", "true"]
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def run(mlm_script, corpus, output_dir, *overrides, callbacks=None):
@@ -160,6 +161,7 @@ def test_streaming_run(mlm_script, corpus_file, tmp_path):
     load_strict(NomicBertForPreTraining, final)
 
 
+@pytest.mark.slow
 def test_ddp_with_two_processes(small_corpus_file, tmp_path):
     """torchrun, 2 CPU processes (gloo): the same script, unchanged."""
     output_dir = tmp_path / "ddp"

@@ -2,7 +2,6 @@
 1 reads the pre-tokenized sequences as they are, stage 2 streams one source per global batch across processes and
 resumes exactly, stage 3 samples 7 of each row's released negatives."""
 
-import importlib.util
 import json
 import os
 import re
@@ -15,18 +14,20 @@ import datasets
 import pytest
 import torch
 import yaml
-from contrastive_data import one_thread  # noqa: F401 (an autouse fixture)
 from hub_copies import CONFIGS, PRETOKENIZED, SUPERVISED, UNSUPERVISED, config_splits
 from huggingface_hub._local_folder import write_download_metadata
 from safetensors.torch import load_file
+from script_loader import load_script
 from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
 from transformers import PreTrainedTokenizerBase
 
 from nomic_bert_hf.data.hub_data import inspect_split
 from nomic_bert_hf.data.mlm_data import check_packed
-from nomic_bert_hf.data.pair_data import PairSource, load_pairs
+from nomic_bert_hf.data.pair_data import PairSource, load_pairs, parse_sources
 from nomic_bert_hf.data.pair_stream import SingleSourceStream, StreamSource, rank_rows
 from nomic_bert_hf.model.embedder import PROMPTS
+from nomic_bert_hf.training.runs import RunTrainingArguments
+from nomic_bert_hf.utils.configs import parse_config
 
 ROOT = Path(__file__).resolve().parents[1]
 UNSUPERVISED_CONFIG = CONFIGS / "contrastive" / "nomic-embed-text-v1-unsupervised.yaml"
@@ -36,25 +37,36 @@ TASK_PROMPTS = {"paq": PROMPTS["query"], "reddit_title_body": PROMPTS["clusterin
                 "amazon_reviews": PROMPTS["classification"], "squad": PROMPTS["query"]}
 
 
-def load_script(name):
-    spec = importlib.util.spec_from_file_location(f"{name}_script", ROOT / "training" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def starts_with_prompt(text, prompt):
     return text.replace(" ", "").startswith(prompt.replace(" ", ""))
 
 
-def test_published_recipes_name_every_released_split_and_no_placeholder():
-    unsupervised = yaml.safe_load(UNSUPERVISED_CONFIG.read_text())["train_datasets"]
-    assert len(unsupervised) == 29 and {entry["path"] for entry in unsupervised.values()} == {UNSUPERVISED}
+def published_sources(config):
+    """The data arguments that training/contrastive.py parses from a published config, and the sources it reads."""
+    script = load_script("training/contrastive.py")
+    dataclasses = [script.ModelArguments, script.DataArguments, script.LossArguments,
+                   script.SentenceTransformerTrainingArguments]
+    _, data_args, _, _ = parse_config(dataclasses, [str(CONFIGS / "contrastive" / config), "--bf16", "false"])
+    return data_args, parse_sources(data_args.train_datasets)
+
+
+def test_published_recipes_read_every_released_split():
+    _, unsupervised = published_sources("nomic-embed-text-v1-unsupervised.yaml")
+    assert len(unsupervised) == 29 and {source.path for source in unsupervised} == {UNSUPERVISED}
     for name in ("nomic-embed-text-v1.yaml", "nomic-embed-text-v1.5.yaml"):
-        supervised = yaml.safe_load((CONFIGS / "contrastive" / name).read_text())
-        assert len(supervised["train_datasets"]) == 10 and supervised["num_negatives"] == 7
-        assert {entry["path"] for entry in supervised["train_datasets"].values()} == {SUPERVISED}
-    assert yaml.safe_load((CONFIGS / "mlm" / "nomic-bert-2048.yaml").read_text())["train_data"] == [PRETOKENIZED]
+        data_args, supervised = published_sources(name)
+        assert len(supervised) == 10 and data_args.num_negatives == 7
+        assert {source.path for source in supervised} == {SUPERVISED}
+    mlm = load_script("training/mlm.py")
+    _, data_args, _ = parse_config([mlm.ModelArguments, mlm.DataArguments, RunTrainingArguments],
+                                   [str(CONFIGS / "mlm" / "nomic-bert-2048.yaml"), "--use_cpu", "true"])
+    assert data_args.train_data == [PRETOKENIZED]
+
+
+def test_no_tracked_file_names_a_placeholder_dataset():
     tracked = subprocess.run(["git", "-C", str(ROOT), "ls-files"], capture_output=True, text=True).stdout.split()
     placeholders = [path for path in tracked if path.endswith((".py", ".yaml", ".md")) and path != "tests/test_nomic_data.py"
                     and "my-org/" in (ROOT / path).read_text(errors="replace")]
@@ -67,10 +79,10 @@ def test_stage_1_uses_pretokenized_rows_without_the_tokenizer(nomic_mirror, tmp_
 
     monkeypatch.setattr(PreTrainedTokenizerBase, "__call__", no_tokenizing)
     batches = []
-    original = load_script("mlm").MaskingCollator.__call__
+    original = load_script("training/mlm.py").MaskingCollator.__call__
     monkeypatch.setattr("nomic_bert_hf.data.mlm_data.MaskingCollator.__call__",
                         lambda self, rows, *a, **k: batches.append(rows) or original(self, rows, *a, **k))
-    final = load_script("mlm").main([
+    final = load_script("training/mlm.py").main([
         str(CONFIGS / "mlm" / "nomic-bert-2048.yaml"), "--data_mirror", str(nomic_mirror), "--n_embd", "32",
         "--n_layer", "1", "--n_head", "2", "--n_inner", "64", "--per_device_train_batch_size", "2",
         "--gradient_accumulation_steps", "1", "--max_steps", "2", "--bf16", "false", "--use_cpu", "true",
@@ -97,6 +109,7 @@ def test_bad_pretokenized_rows_are_named(tmp_path, row, message, streaming):
         list(check_packed(sequences, 32, 30528, str(path)))
 
 
+@pytest.mark.slow
 def test_stage_2_streams_one_source_per_global_batch_on_two_processes(mlm_dir, nomic_mirror, tmp_path):
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
@@ -125,7 +138,7 @@ def test_stage_2_streams_one_source_per_global_batch_on_two_processes(mlm_dir, n
 
 
 def test_streamed_run_killed_and_resumed_ends_with_the_same_weights(mlm_dir, nomic_mirror, tmp_path, interrupt_at):
-    script = load_script("contrastive")
+    script = load_script("training/contrastive.py")
     args = [str(UNSUPERVISED_CONFIG), "--model_name_or_path", str(mlm_dir), "--data_mirror", str(nomic_mirror),
             *TINY_CONTRASTIVE, "--max_steps", "8", "--save_steps", "3", "--shuffle_window", "5"]
     uninterrupted = script.main([*args, "--output_dir", str(tmp_path / "a")])
@@ -155,7 +168,7 @@ def test_stage_3_trains_on_7_of_each_rows_released_negatives(mlm_dir, nomic_mirr
     monkeypatch.setattr(SentenceTransformerTrainer, "compute_loss", lambda trainer, model, inputs, *a, **k: (
         columns.append(sorted(key for key in inputs if key.endswith("_input_ids")))
         or compute_loss(trainer, model, inputs, *a, **k)))
-    load_script("contrastive").main([
+    load_script("training/contrastive.py").main([
         str(CONFIGS / "contrastive" / "nomic-embed-text-v1.5.yaml"), "--model_name_or_path", str(mlm_dir),
         "--data_mirror", str(nomic_mirror), *TINY_CONTRASTIVE, "--matryoshka_dims", "32", "16", "--max_steps", "2",
         "--output_dir", str(tmp_path / "ft"),
@@ -190,6 +203,7 @@ def run_pipeline(*args):
                           capture_output=True, text=True, timeout=900)
 
 
+@pytest.mark.slow
 def test_published_pipeline_runs_every_stage_on_the_released_data(nomic_mirror, tmp_path):
     result = run_pipeline(published_pipeline(tmp_path, nomic_mirror))
     assert result.returncode == 0, result.stderr[-3000:]

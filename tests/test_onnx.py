@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from contrastive_data import docstring_pairs
+from docstrings import docstring_pairs
 from hub_copies import cache_as_hub_model
 from sentence_transformers import SentenceTransformer
 

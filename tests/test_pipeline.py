@@ -1,5 +1,5 @@
 """The one-command pipeline on a tiny configuration: end to end, bit-identical when repeated, resumable after a kill,
-and refusing bad input before any training."""
+and refusing bad input before any training. The fast tier runs it once; the repeated and the killed runs are slow."""
 
 import json
 import os
@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from script_loader import load_script
 from sentence_transformers import SentenceTransformer
 
 from nomic_bert_hf.data.corpus import CorpusError
@@ -18,8 +19,7 @@ from nomic_bert_hf.model.embedder_folder import weights_digest
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "training" / "configs" / "pipeline" / "tiny.yaml"
-sys.path.insert(0, str(ROOT / "training"))
-import pipeline  # noqa: E402
+pipeline = load_script("training/pipeline.py")
 
 
 def run_pipeline(tmp: Path, *flags: str) -> subprocess.Popen:
@@ -76,6 +76,7 @@ def test_a_finished_pipeline_is_not_rerun(first_run):
     assert final.stat().st_mtime_ns == before
 
 
+@pytest.mark.slow
 def test_same_config_and_seed_give_identical_weights(first_run, tmp_path):
     tmp, _ = first_run
     finish(run_pipeline(tmp_path, "--stop_after", "finetune"))
@@ -83,6 +84,7 @@ def test_same_config_and_seed_give_identical_weights(first_run, tmp_path):
         assert weights_digest(tmp_path / "runs" / stage / "final") == weights_digest(tmp / "runs" / stage / "final")
 
 
+@pytest.mark.slow
 def test_a_killed_pipeline_resumes_from_its_checkpoint(first_run, tmp_path):
     tmp, _ = first_run
     process = run_pipeline(tmp_path, "--stop_after", "finetune")

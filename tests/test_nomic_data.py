@@ -45,11 +45,13 @@ def starts_with_prompt(text, prompt):
 
 
 def published_sources(config):
-    """The data arguments that training/contrastive.py parses from a published config, and the sources it reads."""
+    """The data arguments that training/contrastive.py parses from a published config, and the sources it reads (the
+    model to train comes from the pipeline or the command line: no stage config names another run's folder)."""
     script = load_script("training/contrastive.py")
     dataclasses = [script.ModelArguments, script.DataArguments, script.LossArguments,
                    script.SentenceTransformerTrainingArguments]
-    _, data_args, _, _ = parse_config(dataclasses, [str(CONFIGS / "contrastive" / config), "--bf16", "false"])
+    _, data_args, _, _ = parse_config(dataclasses, [str(CONFIGS / "contrastive" / config), "--bf16", "false",
+                                                    "--model_name_or_path", "runs/mlm/final"])
     return data_args, parse_sources(data_args.train_datasets)
 
 

@@ -71,7 +71,9 @@ def rotary_inv_freq(config: NomicBertConfig, lengths: torch.Tensor) -> torch.Ten
     scaling above the trained length.
 
     Computed with the same floating-point operations as transformers' native dynamic RoPE, so the tables agree
-    bit for bit; tensor operations only, so it traces for any lengths.
+    bit for bit; tensor operations only, so it traces for any lengths. Not `ROPE_INIT_FUNCTIONS["dynamic"]` itself:
+    that gives one table for one length, where each sequence of a batch needs its own (a padded batch then equals
+    its texts run alone).
     """
     dim = int(config.head_dim * config.rotary_emb_fraction)
     exponents = torch.arange(0, dim, 2, dtype=torch.int64, device=lengths.device).float() / dim

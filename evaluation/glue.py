@@ -41,6 +41,7 @@ from nomic_bert_hf.training.runs import (
     prepare_output_dir,
     setup_logging,
 )
+from nomic_bert_hf.utils.cli import run_command
 from nomic_bert_hf.utils.configs import parse_config, save_config
 from nomic_bert_hf.utils.files import atomic_output_dir, load_strict
 
@@ -149,4 +150,4 @@ def main(args: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

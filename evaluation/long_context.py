@@ -25,6 +25,7 @@ from nomic_bert_hf.evaluation import (
 )
 from nomic_bert_hf.evaluation.model_meta import default_model_name
 from nomic_bert_hf.evaluation.results import markdown_length_table
+from nomic_bert_hf.utils.cli import run_command
 from nomic_bert_hf.utils.configs import parse_config, save_config
 
 
@@ -67,4 +68,4 @@ def main(args=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

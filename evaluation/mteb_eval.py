@@ -45,6 +45,7 @@ from nomic_bert_hf.evaluation.results import (
     precision_scores,
     task_rows,
 )
+from nomic_bert_hf.utils.cli import run_command
 from nomic_bert_hf.utils.configs import parse_config, save_config
 
 
@@ -122,4 +123,4 @@ def main(args=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

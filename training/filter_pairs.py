@@ -18,6 +18,7 @@ from sentence_transformers import SentenceTransformer
 
 from nomic_bert_hf.data.mining import consistency_filter
 from nomic_bert_hf.data.pair_data import PairSource, load_pairs, write_jsonl
+from nomic_bert_hf.utils.cli import run_command
 from nomic_bert_hf.utils.configs import config_dict, parse_config
 
 
@@ -80,4 +81,4 @@ def main(args=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

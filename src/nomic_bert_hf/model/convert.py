@@ -34,6 +34,7 @@ from nomic_bert_hf.modeling_nomic_bert import (
     NomicBertForSequenceClassification,
     NomicBertModel,
 )
+from nomic_bert_hf.utils.cli import console_command
 from nomic_bert_hf.utils.files import atomic_output_dir, read_state_dict
 
 from .embedder import build_embedder, save_embedder
@@ -177,5 +178,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"wrote {output} ({args.to} layout, {type(model).__name__})")
 
 
+command = console_command(main, "nomic-bert-convert")  # the console script (pyproject.toml)
+
+
 if __name__ == "__main__":
-    main()
+    command()

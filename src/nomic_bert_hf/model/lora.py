@@ -21,6 +21,7 @@ from peft import LoraConfig, PeftModel, TaskType
 from sentence_transformers import SentenceTransformer
 from transformers import AutoModel
 
+from nomic_bert_hf.utils.cli import console_command
 from nomic_bert_hf.utils.files import atomic_output_dir, load_strict
 
 from .embedder import save_embedder
@@ -108,5 +109,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(merge_adapter(args.adapter_dir, args.output_dir, base_model=args.base_model, overwrite=args.overwrite))
 
 
+command = console_command(main, "nomic-bert-merge-lora")  # the console script (pyproject.toml)
+
+
 if __name__ == "__main__":
-    main()
+    command()

@@ -30,6 +30,7 @@ from huggingface_hub import snapshot_download
 from transformers import PretrainedConfig
 
 from nomic_bert_hf.modeling_nomic_bert import NomicBertModel
+from nomic_bert_hf.utils.cli import console_command
 from nomic_bert_hf.utils.files import atomic_output_dir, load_strict
 
 logger = logging.getLogger(__name__)
@@ -216,5 +217,8 @@ def main(argv: list[str] | None = None) -> Path:
     return folder
 
 
+command = console_command(main, "nomic-bert-export")  # the console script (pyproject.toml)
+
+
 if __name__ == "__main__":
-    main()
+    command()

@@ -134,7 +134,7 @@ def test_resuming_a_checkpoint_of_another_architecture_is_refused(finished_run, 
             "--resume_from_checkpoint", str(output_dir / "checkpoint-20"))
     (output_dir / "checkpoint-20" / "trainer_state.json").rename(output_dir / "state.json")
     try:
-        with pytest.raises(ValueError, match="checkpoint-20 is incomplete"):
+        with pytest.raises(ValueError, match="checkpoint-20 cannot be resumed: it has no trainer_state.json"):
             run(mlm_script, corpus_file, tmp_path / "other", "--resume_from_checkpoint",
                 str(output_dir / "checkpoint-20"))
     finally:
@@ -187,7 +187,7 @@ def test_ddp_with_two_processes(small_corpus_file, tmp_path):
 def test_output_dir_rules_without_training(tmp_path):
     assert prepare_output_dir(tmp_path / "new", None, overwrite=False) is None
     assert prepare_output_dir(tmp_path, "false", overwrite=False) is None  # empty folder
-    with pytest.raises(FileNotFoundError, match="holds no checkpoint-N folder"):
+    with pytest.raises(FileNotFoundError, match="holds no complete checkpoint-N folder"):
         prepare_output_dir(tmp_path, "true", overwrite=False)
     with pytest.raises(FileNotFoundError, match="checkpoint-7 does not exist"):
         prepare_output_dir(tmp_path, str(tmp_path / "checkpoint-7"), overwrite=False)

@@ -105,6 +105,88 @@ def test_a_killed_pipeline_resumes_from_its_checkpoint(first_run, tmp_path):
         assert weights_digest(tmp_path / "runs" / stage / "final") == weights_digest(tmp / "runs" / stage / "final")
 
 
+@pytest.mark.parametrize("rerun", [[], ["--rerun", "publish"]])
+def test_a_users_folder_as_publish_dir_is_refused_before_training_and_kept(tmp_path, rerun):
+    users = tmp_path / "my-folder"
+    users.mkdir()
+    (users / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match=f"publish_dir {users} exists and is not a model this pipeline "
+                                              "published.*nothing in it was changed"):
+        pipeline.main([str(TINY), "--output_dir", str(tmp_path / "runs"), "--publish_dir", str(users), *rerun])
+    assert [path.name for path in users.iterdir()] == ["notes.txt"] and (users / "notes.txt").read_text() == "mine"
+    assert not (tmp_path / "runs" / "mlm").exists()
+
+
+def test_a_final_folder_the_pipeline_never_recorded_is_finished_again(first_run, tmp_path):
+    tmp, _ = first_run
+    runs = tmp_path / "runs"
+    shutil.copytree(tmp / "runs", runs, ignore=shutil.ignore_patterns("finetune", "mine", "evaluate"))
+    for stage in ("mlm", "pretrain"):  # killed between the stage's rename of final/ and the pipeline's record
+        (runs / stage / "final" / "provenance.json").unlink()
+    output = finish(run_pipeline(tmp_path, "--stop_after", "pretrain"))
+    assert output.count("has no record of its run") == 2
+    for stage in ("mlm", "pretrain"):
+        assert weights_digest(runs / stage / "final") == weights_digest(tmp / "runs" / stage / "final")
+        assert json.loads((runs / stage / "final" / "provenance.json").read_text())["stage"] == stage
+        assert not (runs / stage / "checkpoint-7").exists()  # resumed at max_steps: no step past it
+
+
+def signal_during(process: subprocess.Popen, program: str, signum: int, after: float = 6.0) -> None:
+    """Send `signum` to the pipeline's process group `after` seconds into the first stage that runs `program`."""
+    for line in process.stdout:
+        if "running" in line and program in line:
+            break
+    time.sleep(after)
+    os.killpg(process.pid, signum)
+
+
+@pytest.mark.slow
+def test_a_pipeline_killed_at_any_stage_reruns_to_the_uninterrupted_weights(first_run, tmp_path):
+    tmp, _ = first_run
+    expected = {stage: weights_digest(tmp / "runs" / stage / "final") for stage in ("mlm", "pretrain", "finetune")}
+    runs, published = tmp_path / "runs", tmp_path / "nomic-embed-text"
+
+    # during an MLM checkpoint's save: killed once checkpoint-4 has weights (its optimizer and state still to come)
+    process = run_pipeline(tmp_path, "--stop_after", "mlm")
+    weights = runs / "mlm" / "checkpoint-4" / "model.safetensors"
+    deadline = time.time() + 600
+    while not weights.exists():
+        assert process.poll() is None and time.time() < deadline, "the MLM stage ended before checkpoint-4"
+        time.sleep(0.001)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (runs / "mlm" / "final").exists()
+    cut_short = not (runs / "mlm" / "checkpoint-4" / "trainer_state.json").exists()
+    output = finish(run_pipeline(tmp_path, "--stop_after", "mlm"))
+    assert ("skipping" in output and "checkpoint-4" in output) == cut_short
+    assert weights_digest(runs / "mlm" / "final") == expected["mlm"]
+
+    # during mining, during evaluation and during publishing; each rerun of the same command carries on
+    for program in ("mine_negatives.py", "evaluation/mteb_eval.py", "nomic_bert_hf.hub.publish"):
+        process = run_pipeline(tmp_path)
+        signal_during(process, program, signal.SIGKILL)
+        process.wait()
+        assert not published.exists()  # a publish killed before its rename leaves nothing under the name
+    output = finish(run_pipeline(tmp_path))
+    for stage, digest in expected.items():
+        assert weights_digest(runs / stage / "final") == digest
+    assert weights_digest(published) == expected["finetune"]
+    assert json.loads((published / "provenance.json").read_text())["stage"] == "publish"
+    results = json.loads((runs / "results.json").read_text())["tasks"]
+    assert results == json.loads((tmp / "runs" / "results.json").read_text())["tasks"]
+    assert not [path for path in tmp_path.rglob("*") if ".partial" in path.name]
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_pipeline_with_status_130(tmp_path):
+    process = run_pipeline(tmp_path, "--stop_after", "mlm")
+    signal_during(process, "training/mlm.py", signal.SIGINT)  # as a terminal's Ctrl-C reaches pipeline and stage
+    output, _ = process.communicate(timeout=300)
+    assert process.returncode == 130, output[-3000:]
+    assert output.strip().splitlines()[-1] == "pipeline.py: interrupted"
+    assert not (tmp_path / "runs" / "mlm" / "final").exists()
+
+
 def test_reproduce_reruns_the_recorded_recipe(first_run):
     tmp, _ = first_run
     published = tmp / "nomic-embed-text"

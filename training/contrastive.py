@@ -61,9 +61,12 @@ from nomic_bert_hf.training.runs import (
     FINAL_DIR,
     prepare_output_dir,
     resumed_step,
+    train,
     write_final_dir,
 )
+from nomic_bert_hf.utils.cli import run_command
 from nomic_bert_hf.utils.configs import mapping_setting, parse_config, save_config
+from nomic_bert_hf.utils.files import naming_a_full_disk
 from nomic_bert_hf.utils.provenance import write_json
 
 logger = logging.getLogger(__name__)
@@ -223,29 +226,31 @@ def main(args=None, callbacks=None):
         model=model, args=training_args, train_dataset=train_dataset, loss=loss, evaluator=evaluator,
         callbacks=callbacks,
     )
-    trainer.train(resume_from_checkpoint=resume_from)
+    with naming_a_full_disk(training_args.output_dir):
+        train(trainer, resume_from)
 
-    # 6. Evaluate again; the scores before and after go into the model card
-    if evaluator is not None:
-        logger.info(f"after training: {trainer.evaluate()}")
+        # 6. Evaluate again; the scores before and after go into the model card
+        if evaluator is not None:
+            logger.info(f"after training: {trainer.evaluate()}")
 
-    # 7. Save the embedder (and the adapter) with the resolved config
-    model.max_seq_length = saved_max_seq_length
-    if trainer.is_world_process_zero():
-        overwrite = model_args.overwrite_output_dir
-        if model_args.lora:
-            adapter_dir = save_adapter(
-                model, Path(training_args.output_dir) / "adapter",
-                model_args.lora_base_model or model_args.model_name_or_path, overwrite=overwrite,
-            )
-            save_config(adapter_dir, model_args, data_args, loss_args, training_args)
-            write_model = partial(merge_adapter, adapter_dir, base_model=model_args.model_name_or_path, overwrite=True)
-        else:
-            write_model = partial(save_embedder, model, overwrite=True)
-        write_final_dir(training_args.output_dir, write_model, model_args, data_args, loss_args, training_args,
-                        overwrite=overwrite,
-                        datasets_read={source.name: split.record() for source, split in zip(sources, splits)})
-        logger.info(f"saved the embedder to {final_dir}")
+        # 7. Save the embedder (and the adapter) with the resolved config
+        model.max_seq_length = saved_max_seq_length
+        if trainer.is_world_process_zero():
+            overwrite = model_args.overwrite_output_dir
+            if model_args.lora:
+                adapter_dir = save_adapter(
+                    model, Path(training_args.output_dir) / "adapter",
+                    model_args.lora_base_model or model_args.model_name_or_path, overwrite=overwrite,
+                )
+                save_config(adapter_dir, model_args, data_args, loss_args, training_args)
+                write_model = partial(merge_adapter, adapter_dir, base_model=model_args.model_name_or_path,
+                                      overwrite=True)
+            else:
+                write_model = partial(save_embedder, model, overwrite=True)
+            write_final_dir(training_args.output_dir, write_model, model_args, data_args, loss_args, training_args,
+                            overwrite=overwrite,
+                            datasets_read={source.name: split.record() for source, split in zip(sources, splits)})
+            logger.info(f"saved the embedder to {final_dir}")
     trainer.accelerator.wait_for_everyone()  # every process returns once final/ is complete
     return final_dir
 
@@ -300,8 +305,15 @@ def check_streaming_steps(max_steps: int, scheduled: int) -> int:
     return max_steps if max_steps > 0 else scheduled
 
 
-if __name__ == "__main__":
+def command():
+    """The script as a command: sentence-transformers' INFO logs, and the process group closed however it ends."""
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    main()
-    if torch.distributed.is_initialized():  # a process that exits with an open gloo group can abort
-        torch.distributed.destroy_process_group()
+    try:
+        main()
+    finally:
+        if torch.distributed.is_initialized():  # a process that exits with an open gloo group can abort
+            torch.distributed.destroy_process_group()
+
+
+if __name__ == "__main__":
+    run_command(command)

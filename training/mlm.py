@@ -41,9 +41,11 @@ from nomic_bert_hf.training.runs import (
     prepare_output_dir,
     save_final_model,
     setup_logging,
+    train,
 )
+from nomic_bert_hf.utils.cli import run_command
 from nomic_bert_hf.utils.configs import parse_config
-from nomic_bert_hf.utils.files import load_strict
+from nomic_bert_hf.utils.files import load_strict, naming_a_full_disk
 
 logger = logging.getLogger(__name__)
 
@@ -168,14 +170,16 @@ def main(args: list[str] | None = None, callbacks: list[TrainerCallback] | None 
         processing_class=tokenizer,
         callbacks=[MaskingEpochCallback(collator), CheckpointFilesCallback(tokenizer, *configs), *(callbacks or [])],
     )
-    result = trainer.train(resume_from_checkpoint=resume_from)
-    trainer.log_metrics("train", result.metrics)
-    trainer.save_metrics("train", result.metrics)
-    trainer.save_state()
+    with naming_a_full_disk(training_args.output_dir):
+        result = train(trainer, resume_from)
+        if result is not None:
+            trainer.log_metrics("train", result.metrics)
+            trainer.save_metrics("train", result.metrics)
+        trainer.save_state()
 
-    # 5. Save the final model (weights, code, tokenizer with vocab.txt, config.yaml) to {output_dir}/final/
-    return save_final_model(trainer, tokenizer, *configs, overwrite=training_args.overwrite_output_dir,
-                            datasets_read=sources_read)
+        # 5. Save the final model (weights, code, tokenizer with vocab.txt, config.yaml) to {output_dir}/final/
+        return save_final_model(trainer, tokenizer, *configs, overwrite=training_args.overwrite_output_dir,
+                                datasets_read=sources_read)
 
 
 def datasets_read(data_args: DataArguments) -> dict:
@@ -193,4 +197,4 @@ def datasets_read(data_args: DataArguments) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

@@ -37,7 +37,6 @@ and the resolved config of every stage.
 """
 
 import importlib.util
-import json
 import logging
 import re
 import tempfile
@@ -49,6 +48,7 @@ from stages import (
     DEFAULT_CORPUS,
     datasets_file,
     is_finished,
+    is_published,
     load_provenance,
     pair_datasets,
     provenance,
@@ -84,7 +84,9 @@ from nomic_bert_hf.training.plan import (
     render_plan,
 )
 from nomic_bert_hf.training.runs import FINAL_DIR
+from nomic_bert_hf.utils.cli import run_command
 from nomic_bert_hf.utils.configs import mapping_setting, parse_config, save_config
+from nomic_bert_hf.utils.files import atomic_file
 from nomic_bert_hf.utils.provenance import write_json
 
 logger = logging.getLogger("pipeline")
@@ -252,9 +254,12 @@ def main(args=None):
         plan_only, tokens_per_second = config.plan, config.tokens_per_second
         config = reproduction_config(published)
         config.plan, config.tokens_per_second = plan_only, tokens_per_second
-    root = Path(config.output_dir)
+    root = Path(config.output_dir).resolve()  # absolute: the stages run in the checkout, the user anywhere
+    publish_dir = Path(config.publish_dir).resolve()
     stage_dirs = {stage: root / stage for stage in ("mlm", "pretrain", "finetune")}
     last = STAGES.index(config.stop_after) if config.stop_after else len(STAGES) - 1
+    if last == STAGES.index("publish"):
+        is_published(publish_dir, root)  # a publish_dir that is someone else's folder stops the run before training
 
     def should_run(stage: str, done: bool) -> bool:
         return STAGES.index(stage) <= last and (stage in config.rerun or not done)
@@ -265,10 +270,11 @@ def main(args=None):
         return ["--seed", config.seed, *start, *getattr(config, f"{stage}_args")]
 
     def finish(stage: str) -> None:
-        record_provenance(stage_dirs[stage] / FINAL_DIR, provenance(asdict(config), corpus, stage_dirs))
+        """The pipeline's record of a finished stage, written last: without it the stage counts as unfinished."""
+        record_provenance(stage_dirs[stage] / FINAL_DIR, provenance(stage, asdict(config), corpus, stage_dirs))
 
     # 1. The data: the corpus (checked against its manifest), or the datasets the stage configs name
-    corpus = Corpus.load(config.corpus or DEFAULT_CORPUS) if config.stage_data == "corpus" else None
+    corpus = Corpus.load(Path(config.corpus or DEFAULT_CORPUS).resolve()) if config.stage_data == "corpus" else None
     mirror = ["--data_mirror", config.data_mirror] if config.data_mirror else []
     finetune_datasets, to_mine = finetune_sources(config, corpus, root)
 
@@ -298,12 +304,12 @@ def main(args=None):
     arguments = stage_arguments(root)
 
     # 2. MLM pretraining on the corpus's text or the configured (possibly pre-tokenized) data
-    if should_run("mlm", is_finished(stage_dirs["mlm"])):
+    if should_run("mlm", is_finished(stage_dirs["mlm"], "mlm")):
         run_stage("training/mlm.py", [*arguments["mlm"], *training_flags("mlm")], config.launcher)
         finish("mlm")
 
     # 3. Weakly supervised contrastive pretraining: one source per global batch, each source's task prefix
-    if should_run("pretrain", is_finished(stage_dirs["pretrain"])):
+    if should_run("pretrain", is_finished(stage_dirs["pretrain"], "pretrain")):
         run_stage("training/contrastive.py", [*arguments["pretrain"], *training_flags("pretrain")],
                   config.launcher)
         finish("pretrain")
@@ -326,7 +332,7 @@ def main(args=None):
             ])
 
     # 5. Fine-tuning with the mined (or released) negatives
-    if should_run("finetune", is_finished(stage_dirs["finetune"])):
+    if should_run("finetune", is_finished(stage_dirs["finetune"], "finetune")):
         run_stage("training/contrastive.py", [*arguments["finetune"], *training_flags("finetune")],
                   config.launcher)
         finish("finetune")
@@ -349,17 +355,19 @@ def main(args=None):
     if last < STAGES.index("publish"):
         return None
 
-    # 7. Publish: the Hub folder with weights, code, tokenizer, prompts and the model card (validated, not uploaded)
-    publish_dir = Path(config.publish_dir)
-    if should_run("publish", publish_dir.exists()):
+    # 7. Publish: the Hub folder with weights, code, tokenizer, prompts and the model card (validated, not uploaded);
+    #    the folder gets the pipeline's record from the publish step, after validation and before its rename
+    published_before = is_published(publish_dir, root)
+    if should_run("publish", published_before):
         glue_results = root / "glue" / "results" / "results.json"
+        record = root / "publish.provenance.json"
+        write_json(record, provenance("publish", asdict(config), corpus, stage_dirs))
         run_stage("nomic_bert_hf.hub.publish", [
             model, "--repo_id", config.repo_id, "--output_dir", publish_dir, "--results", results_dir,
-            "--data_manifest", data_manifest(corpus, root, stage_dirs), "--dry_run",
+            "--data_manifest", data_manifest(corpus, root, stage_dirs), "--dry_run", "--provenance", record,
             *(["--glue_results", glue_results] if glue_results.is_file() else []),
-            *(["--overwrite"] if "publish" in config.rerun else []),
+            *(["--overwrite"] if published_before else []),  # only ever this pipeline's own earlier folder
         ])
-        record_provenance(publish_dir, provenance(asdict(config), corpus, stage_dirs))
 
     # 8. The results table of the published model, printed and saved as JSON and markdown
     digest = weights_digest(model)
@@ -369,9 +377,9 @@ def main(args=None):
     precisions = precision_scores(runs, other_settings(runs[0].experiment)) if runs else {}
     if precisions:  # retrieval on quantized embeddings
         table += f"\n{markdown_precision_table(precisions)}\n"
-    (root / "results.md").write_text(f"# {config.repo_id} ({digest})\n\n{table}")
-    (root / "results.json").write_text(json.dumps({"model": config.repo_id, "revision": digest, "tasks": rows},
-                                                  indent=2) + "\n")
+    with atomic_file(root / "results.md") as file:
+        file.write(f"# {config.repo_id} ({digest})\n\n{table}")
+    write_json(root / "results.json", {"model": config.repo_id, "revision": digest, "tasks": rows})
     print(f"\n{config.repo_id} ({digest}) -> {publish_dir}\n\n{table}")
     if published is not None:
         original, again = load_provenance(published).get("weights"), weights_digest(publish_dir)
@@ -381,4 +389,4 @@ def main(args=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

@@ -10,10 +10,10 @@ and README.md rendered from `model_card.md`: usage, training recipe and data, ev
 Only results whose revision is the digest of these weights are used; results of other models or revisions in the
 same result folders are left out (and logged).
 
-The folder is written atomically and checked in a fresh offline process (sentence-transformers with and without
-`trust_remote_code`, and `AutoModel`). Without `--dry_run` it is then uploaded with `HfApi`: the token and the Hub
-are checked (by creating the repository) before anything is written, so a missing token or network leaves nothing
-behind.
+The folder is built beside its destination, checked in a fresh offline process (sentence-transformers with and
+without `trust_remote_code`, and `AutoModel`) and only then renamed into place. Without `--dry_run` it is then
+uploaded with `HfApi`: the token and the Hub are checked (by creating the repository) before anything is written, so
+a missing token or network leaves nothing behind.
 """
 
 import argparse
@@ -60,8 +60,10 @@ from nomic_bert_hf.serving.onnx_export import (
     load_encoder,
     write_graphs,
 )
+from nomic_bert_hf.utils.cli import console_command
 from nomic_bert_hf.utils.configs import CONFIG_FILE
 from nomic_bert_hf.utils.files import atomic_output_dir
+from nomic_bert_hf.utils.provenance import PROVENANCE_FILE, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -360,9 +362,14 @@ def build_repo_folder(
     onnx: bool = False,
     onnx_int8: bool = False,
     overwrite: bool = False,
+    provenance: dict | None = None,
 ) -> Path:
-    """Write the complete Hub repository folder for the embedder in `model_dir` to `output_dir` (atomically);
-    with `onnx` / `onnx_int8` also `onnx/model.onnx` / and `onnx/model_qint8.onnx` (`nomic_bert_hf.serving.onnx_export`)."""
+    """Write the complete Hub repository folder for the embedder in `model_dir` to `output_dir`; with `onnx` /
+    `onnx_int8` also `onnx/model.onnx` / and `onnx/model_qint8.onnx` (`nomic_bert_hf.serving.onnx_export`).
+
+    The folder is built beside `output_dir`, loaded in a fresh process (`validate_repo_folder`), given `provenance`
+    (a record of how the weights were made, written as `provenance.json` with their digest) and only then renamed
+    into place: `output_dir` is a validated folder or absent, never half-written or unchecked."""
     model_dir = require_embedder_folder(model_dir)
     check_self_contained(model_dir)
     info = embedder_info(model_dir)
@@ -390,6 +397,10 @@ def build_repo_folder(
         for results_dir, run in runs:
             shutil.copytree(run.folder, staging / "mteb_results" / run.folder.relative_to(results_dir / "results"),
                             ignore=shutil.ignore_patterns("*.md", "*.yaml"), dirs_exist_ok=True)
+        report = validate_repo_folder(staging)
+        logger.info("%s loads in a fresh offline process: %s", output_dir, report)
+        if provenance is not None:
+            write_json(staging / PROVENANCE_FILE, {**provenance, "weights": info.weights_digest})
     return Path(output_dir)
 
 
@@ -403,7 +414,8 @@ def validate_repo_folder(folder: str | Path) -> dict:
         cwd=folder.parent, env=env, capture_output=True, text=True,
     )
     if process.returncode != 0:
-        raise RuntimeError(f"{folder} does not load in a fresh process:\n{process.stderr[-4000:]}")
+        last_line = (process.stderr.strip().splitlines() or ["no error output"])[-1]
+        raise RuntimeError(f"{folder} does not load in a fresh process: {last_line}\n{process.stderr[-4000:]}")
     report = json.loads(process.stdout.strip().splitlines()[-1])
     graphs_wrong = any(
         (file == FP32_FILE and difference > FP32_TOLERANCE) or cosine < INT8_MIN_COSINE
@@ -447,6 +459,8 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--private", action="store_true")
     parser.add_argument("--commit_message", "--commit-message", default="Upload nomic-bert-hf embedder")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    parser.add_argument("--provenance", help=f"JSON record of how the model was made, written as {PROVENANCE_FILE} "
+                                             "(with the weights' digest) once the folder is validated")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     output_dir = Path(args.output_dir or args.repo_id.split("/")[-1])
@@ -471,14 +485,16 @@ def main(argv: list[str] | None = None) -> Path:
     folder = build_repo_folder(model_dir, output_dir, repo_id=args.repo_id, results_dirs=args.results,
                                glue_results=args.glue_results, data_manifest=args.data_manifest,
                                training_configs=args.training_config, license=args.license, onnx=args.onnx,
-                               onnx_int8=args.onnx_int8, overwrite=args.overwrite)
-    report = validate_repo_folder(folder)
-    logger.info("%s loads in a fresh offline process: %s", folder, report)
+                               onnx_int8=args.onnx_int8, overwrite=args.overwrite,
+                               provenance=json.loads(Path(args.provenance).read_text()) if args.provenance else None)
     if api is not None:
         url = push_repo_folder(api, folder, args.repo_id, args.commit_message)
         logger.info("uploaded %s to %s", folder, url)
     return folder
 
 
+command = console_command(main, "nomic-bert-publish")  # the console script (pyproject.toml)
+
+
 if __name__ == "__main__":
-    main()
+    command()

@@ -5,8 +5,9 @@ The rules (`prepare_output_dir`):
 * a folder holding `final/` is a finished run, and a non-empty folder without it is an interrupted run or someone
   else's files: starting there is an error unless the user resumes (`--resume_from_checkpoint`) or passes
   `--overwrite_output_dir true` (then only `final/` is replaced, once the new one is complete);
-* `--resume_from_checkpoint true` (or `last`) picks the newest `checkpoint-N` of the output folder; a checkpoint whose
-  save was interrupted, or one of a different architecture, is refused with a message saying so.
+* `--resume_from_checkpoint true` (or `last`) picks the newest complete `checkpoint-N` of the output folder, naming
+  any newer one it skips (a save cut short by a kill or a full disk, a damaged file: `checkpoint_problem`); a named
+  checkpoint with such a problem, or one of a different architecture, is refused with a message saying so.
 
 Every checkpoint gets the resolved config (`config.yaml`) and `vocab.txt` beside the Trainer's files
 (`CheckpointFilesCallback`), and `save_final_model` writes `{output_dir}/final/` in one rename (`write_final_dir`,
@@ -16,7 +17,10 @@ through which every training script saves its result with `config.yaml` and `dat
 import json
 import logging
 import os
+import re
 import shutil
+import struct
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -29,9 +33,10 @@ from transformers import (
     PreTrainedTokenizerBase,
     Trainer,
     TrainerCallback,
+    TrainerState,
     TrainingArguments,
 )
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, TrainOutput
 
 from nomic_bert_hf.model.tokenization import save_tokenizer, write_vocab
 from nomic_bert_hf.utils.configs import save_config
@@ -44,6 +49,7 @@ FINAL_DIR = "final"
 TRAINER_STATE = "trainer_state.json"
 DATASETS_FILE = "datasets.json"  # in final/: the datasets a stage read, with their revisions and rows
 LAST_CHECKPOINT = ("true", "last")
+TORCH_ARCHIVES = (".pt", ".pth", ".bin")  # zip archives written by torch.save
 # Config fields that must match for a checkpoint's weights and optimizer state to fit a model.
 ARCHITECTURE_FIELDS = ("vocab_size", "n_embd", "n_layer", "n_head", "n_inner", "type_vocab_size", "activation_function")
 
@@ -88,20 +94,75 @@ def prepare_output_dir(output_dir: str | Path, resume_from_checkpoint: str | Non
             )
         return None
     if resume_from_checkpoint.lower() in LAST_CHECKPOINT:
-        checkpoint = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
+        checkpoint = newest_complete_checkpoint(output_dir)
         if checkpoint is None:
             raise FileNotFoundError(f"--resume_from_checkpoint {resume_from_checkpoint}: {output_dir} holds no "
-                                    f"{PREFIX_CHECKPOINT_DIR}-N folder")
-    else:
-        checkpoint = resume_from_checkpoint
-    if not Path(checkpoint).is_dir():
+                                    f"complete {PREFIX_CHECKPOINT_DIR}-N folder")
+        return str(checkpoint)
+    checkpoint = Path(resume_from_checkpoint)
+    if not checkpoint.is_dir():
         raise FileNotFoundError(f"checkpoint {checkpoint} does not exist")
-    if not (Path(checkpoint) / TRAINER_STATE).is_file():
-        raise ValueError(
-            f"checkpoint {checkpoint} is incomplete (no {TRAINER_STATE}: its save was interrupted?); resume from an "
-            "earlier checkpoint"
-        )
+    problem = checkpoint_problem(checkpoint)
+    if problem:
+        raise ValueError(f"checkpoint {checkpoint} cannot be resumed: {problem}. Resume from an earlier checkpoint, "
+                         "or pass --resume_from_checkpoint true to take the newest complete one")
     return str(checkpoint)
+
+
+def checkpoint_problem(checkpoint: Path) -> str | None:
+    """What makes a checkpoint folder unusable (a save cut short by a kill or a full disk, a damaged file), or None.
+
+    The Trainer writes `trainer_state.json` last, so its absence means an interrupted save; then every file is read as
+    far as its format allows without loading it: JSON parses, a safetensors file is as long as its header says, and
+    the zip archives of `torch.save` (`optimizer.pt`, `scheduler.pt`, `rng_state.pth`) pass their CRC check."""
+    if not (checkpoint / TRAINER_STATE).is_file():
+        return f"it has no {TRAINER_STATE} (its save was interrupted)"
+    for path in sorted(checkpoint.rglob("*")):
+        if not path.is_file():
+            continue
+        name = path.relative_to(checkpoint)
+        try:
+            if path.suffix == ".json":
+                json.loads(path.read_text())
+            elif path.suffix == ".safetensors":
+                safetensors_problem = truncated_safetensors(path)
+                if safetensors_problem:
+                    return f"{name} is damaged: {safetensors_problem}"
+            elif path.suffix in TORCH_ARCHIVES:
+                with zipfile.ZipFile(path) as archive:
+                    damaged = archive.testzip()
+                if damaged is not None:
+                    return f"{name} is damaged ({damaged} fails its CRC check)"
+        except (OSError, ValueError, zipfile.BadZipFile) as error:
+            return f"{name} is damaged or cut short ({error})"
+    return None
+
+
+def truncated_safetensors(path: Path) -> str | None:
+    """Whether a safetensors file is shorter or longer than its header says (a cut-short write), as a message."""
+    with open(path, "rb") as file:
+        head = file.read(8)
+        if len(head) < 8:
+            return "shorter than its 8-byte header length"
+        header_length = struct.unpack("<Q", head)[0]
+        header = json.loads(file.read(header_length))
+    data_end = max((entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"), default=0)
+    expected, actual = 8 + header_length + data_end, path.stat().st_size
+    return None if expected == actual else f"{actual} bytes where its header describes {expected}"
+
+
+def newest_complete_checkpoint(output_dir: str | Path) -> Path | None:
+    """The highest-numbered `checkpoint-N` of `output_dir` that `checkpoint_problem` finds nothing wrong with; each
+    newer one skipped is logged with its problem (a resumed run saves over it when it reaches that step again)."""
+    output_dir = Path(output_dir)
+    numbered = [(int(match.group(1)), path) for path in output_dir.glob(f"{PREFIX_CHECKPOINT_DIR}-*")
+                if path.is_dir() and (match := re.fullmatch(rf"{PREFIX_CHECKPOINT_DIR}-(\d+)", path.name))]
+    for _, checkpoint in sorted(numbered, reverse=True):
+        problem = checkpoint_problem(checkpoint)
+        if problem is None:
+            return checkpoint
+        logger.warning("skipping %s: %s", checkpoint, problem)
+    return None
 
 
 def resumed_step(checkpoint: str | None) -> int:
@@ -109,6 +170,19 @@ def resumed_step(checkpoint: str | None) -> int:
     if checkpoint is None:
         return 0
     return int(json.loads((Path(checkpoint) / TRAINER_STATE).read_text())["global_step"])
+
+
+def train(trainer: Trainer, checkpoint: str | None) -> TrainOutput | None:
+    """`trainer.train(resume_from_checkpoint=checkpoint)`, except from a checkpoint already at `max_steps`: that one
+    is restored (weights and state) and not trained further, where transformers' loop would take one step past it.
+    Returns the Trainer's output, or None for such a restore."""
+    if checkpoint is None or trainer.args.max_steps <= 0 or resumed_step(checkpoint) < trainer.args.max_steps:
+        return trainer.train(resume_from_checkpoint=checkpoint)
+    logger.info("%s is at max_steps %d: taking its weights without training further", checkpoint,
+                trainer.args.max_steps)
+    trainer._load_from_checkpoint(checkpoint)  # the Trainer's own loader (plain, sharded, adapter or embedder)
+    trainer.state = TrainerState.load_from_json(str(Path(checkpoint) / TRAINER_STATE))
+    return None
 
 
 def check_resume_compatible(checkpoint: str | Path, model: PreTrainedModel) -> None:

@@ -19,6 +19,8 @@ from pathlib import Path
 import yaml
 from transformers import HfArgumentParser
 
+from nomic_bert_hf.utils.files import atomic_file
+
 CONFIG_FILE = "config.yaml"
 
 
@@ -76,5 +78,6 @@ def save_config(directory: str | Path, *configs) -> Path:
     """Write the resolved configs as `config.yaml` in `directory`; the file can be passed back to the same script."""
     path = Path(directory) / CONFIG_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(config_dict(*configs), sort_keys=True))
+    with atomic_file(path) as file:
+        file.write(yaml.safe_dump(config_dict(*configs), sort_keys=True))
     return path

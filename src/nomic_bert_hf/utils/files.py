@@ -1,6 +1,7 @@
 """Files on disk: checkpoints read safely, files hashed, outputs written so an interrupted save never looks finished."""
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -13,6 +14,8 @@ from typing import IO
 import torch
 from safetensors.torch import load_file
 from transformers import PreTrainedModel
+
+FULL_DISK_BYTES = 8 << 20  # free space below which a failed write is taken to have filled the disk
 
 
 def read_state_dict(folder: str | Path) -> dict[str, torch.Tensor]:
@@ -70,6 +73,27 @@ def atomic_output_dir(path: str | Path, overwrite: bool = False) -> Iterator[Pat
     finally:
         if staging.exists():
             shutil.rmtree(staging)
+
+
+@contextlib.contextmanager
+def naming_a_full_disk(folder: str | Path) -> Iterator[None]:
+    """Re-raise an error that a full disk caused while writing into `folder` as `OSError(ENOSPC)` naming the folder and
+    the space left, the original error as its cause. Libraries do not always say so (torch.save reports a failed
+    stream position, or `basic_ios::clear: iostream error`), so an error counts as a full disk when it is ENOSPC or
+    when less than `FULL_DISK_BYTES` are free after it."""
+    try:
+        yield
+    except Exception as error:
+        existing = next(path for path in (Path(folder), *Path(folder).parents) if path.exists())
+        free = shutil.disk_usage(existing).free
+        chain, cause = [], error
+        while cause is not None:
+            chain.append(cause)
+            cause = cause.__cause__ or cause.__context__
+        if any(getattr(item, "errno", None) == errno.ENOSPC for item in chain) or free < FULL_DISK_BYTES:
+            raise OSError(errno.ENOSPC, f"no space left on device writing to {folder} ({free:,} bytes free); free "
+                                        "some space and run the same command again to resume") from error
+        raise
 
 
 @contextlib.contextmanager

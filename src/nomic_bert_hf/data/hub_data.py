@@ -18,7 +18,7 @@ import datasets
 import fsspec
 import pyarrow.parquet as pq
 
-from .builders import file_builder
+from .builders import file_builder, naming_a_bad_file
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +71,8 @@ class SplitInfo:
         Read directly rather than through a datasets stream, which inside a data-loader worker would deal its files
         out among the workers."""
         if self.builder != "parquet":
-            rows = datasets.load_dataset(self.builder, data_files=[file], split="train", features=self.features)
+            with naming_a_bad_file([file]):
+                rows = datasets.load_dataset(self.builder, data_files=[file], split="train", features=self.features)
             yield from rows.select(range(skip, len(rows)))
             return
         with fsspec.open(file, "rb") as handle:
@@ -106,8 +107,9 @@ def inspect_split(path: str, split: str = "train", subset: str | None = None, re
         raise ValueError(f"dataset {path}{f' subset {subset}' if subset else ''} has no split {split!r}; "
                          f"its splits are {sorted(data_files)}")
     files = list(data_files[split])
-    file_rows = [_count_rows(builder.name, file) for file in files]
-    features = builder.info.features or _read_features(builder.name, files[0])
+    with naming_a_bad_file(files):
+        file_rows = [_count_rows(builder.name, file) for file in files]
+        features = builder.info.features or _read_features(builder.name, files[0])
     return SplitInfo(path=path, split=split, subset=subset, read_from=read_from,
                      revision=_revision(read_from, revision), builder=builder.name, files=files,
                      file_rows=file_rows, features=features)

@@ -33,7 +33,7 @@ import pyarrow.compute as pc
 import torch
 from transformers import DataCollatorForLanguageModeling, PreTrainedTokenizerBase
 
-from .builders import file_builder
+from .builders import file_builder, naming_a_bad_file
 from .hub_data import resolve_path
 
 logger = logging.getLogger(__name__)
@@ -122,11 +122,12 @@ def _load_local(builder, files, text_column, streaming, encoding_errors, text_sa
         # The json builder applies `encoding_errors` only when it re-encodes from an encoding other than "utf-8";
         # "utf8" is the same codec under another name, so invalid bytes are replaced while it decodes.
         options = {"encoding": "utf8", "encoding_errors": "replace"}
-    if builder != "parquet" and encoding_errors == "strict":
-        # Checked up front: pyarrow's JSON reader stores invalid UTF-8 without complaint (reading it back fails
-        # later, mid-training), and the text reader's error names neither file nor line.
-        _raise_on_invalid_utf8(files)
-    dataset = datasets.load_dataset(builder, data_files=files, split="train", streaming=streaming, **options)
+    with naming_a_bad_file(files):
+        if builder != "parquet" and encoding_errors == "strict":
+            # Checked up front: pyarrow's JSON reader stores invalid UTF-8 without complaint (reading it back fails
+            # later, mid-training), and the text reader's error names neither file nor line.
+            _raise_on_invalid_utf8(files)
+        dataset = datasets.load_dataset(builder, data_files=files, split="train", streaming=streaming, **options)
     return _text_only(dataset, text_column, ", ".join(files))
 
 

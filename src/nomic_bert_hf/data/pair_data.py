@@ -19,7 +19,7 @@ from datasets import Dataset, Features, IterableDataset, List, Value, load_datas
 from nomic_bert_hf.tasks import TASKS
 from nomic_bert_hf.utils.files import atomic_file
 
-from .builders import file_builder
+from .builders import file_builder, naming_a_bad_file
 from .hub_data import DATASET_FILE_BUILDERS, resolve_path
 
 logger = logging.getLogger(__name__)
@@ -142,9 +142,11 @@ def _load_raw(source: PairSource, streaming: bool) -> Dataset | IterableDataset:
         builder = file_builder(path, DATASET_FILE_BUILDERS)
         if builder is None:
             raise ValueError(f"dataset {source.name!r}: cannot read {path}; use .jsonl, .jsonl.gz, .json or .parquet")
-        return load_dataset(builder, data_files=str(path), split="train", streaming=streaming)
+        with naming_a_bad_file([path]):
+            return load_dataset(builder, data_files=str(path), split="train", streaming=streaming)
     if path.is_dir():
-        return load_dataset(str(path), split=source.split, streaming=streaming)
+        with naming_a_bad_file(sorted(path.rglob("*"))):
+            return load_dataset(str(path), split=source.split, streaming=streaming)
     looks_like_a_file = path.suffix == ".gz" or file_builder(path, DATASET_FILE_BUILDERS) is not None
     if path.is_absolute() or source.path.startswith(".") or looks_like_a_file:
         raise FileNotFoundError(f"dataset {source.name!r}: {path} does not exist")

@@ -23,7 +23,7 @@ from sentence_transformers.sentence_transformer.modules import (
 from nomic_bert_hf.configuration_nomic_bert import AUTO_MAP, NomicBertConfig
 from nomic_bert_hf.modeling_nomic_bert import NomicBertModel
 from nomic_bert_hf.tasks import embedder_prompts
-from nomic_bert_hf.utils.files import atomic_output_dir, load_strict
+from nomic_bert_hf.utils.files import atomic_output_dir, load_strict, model_config
 
 from .tokenization import write_vocab
 
@@ -39,11 +39,11 @@ def build_embedder(
     Nomic-format checkpoints must be converted first (`nomic-bert-convert`); a folder whose weights do not cover the
     encoder is refused rather than filled with random weights.
     """
-    config, _ = NomicBertConfig.get_config_dict(str(model_name_or_path), revision=revision)
+    config = model_config(model_name_or_path, NomicBertConfig, revision=revision)
     if (config.get("auto_map") or {}).get("AutoModel") != AUTO_MAP["AutoModel"]:
         raise ValueError(
-            f"{model_name_or_path} is not in this package's layout (its auto_map is {config.get('auto_map')}); "
-            "convert it with `nomic-bert-convert` first"
+            f"{model_name_or_path} is a NomicBERT checkpoint in another layout (Nomic's own or transformers' native: "
+            f"its auto_map is {config.get('auto_map')}); convert it with `nomic-bert-convert` first"
         )
     load_strict(NomicBertModel, model_name_or_path, revision=revision)  # missing weights: an error, not random init
     hub = {"revision": revision, "trust_remote_code": True}

@@ -22,6 +22,7 @@ from transformers.utils import cached_file
 
 from nomic_bert_hf.model.embedder import PROMPTS, build_embedder, freeze_matryoshka_norm
 from nomic_bert_hf.tasks import task_prefixes
+from nomic_bert_hf.utils.files import require_found
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +36,7 @@ def load_embedder(
     `matryoshka=True` gives the model v1.5's LayerNorm (added after pooling where it is missing); that norm is frozen
     either way. The model's prompts are set to Nomic's (`embedder.PROMPTS`), the prefixes the training applies.
     """
+    require_found(model_name_or_path)
     has_modules = cached_file(
         str(model_name_or_path), "modules.json", revision=revision, _raise_exceptions_for_missing_entries=False
     )

@@ -10,6 +10,7 @@ A mapping setting (e.g. a script's `train_datasets`) is a mapping in the YAML fi
 of a YAML file holding the mapping, or the mapping inline as JSON (`mapping_setting`).
 """
 
+import argparse
 import dataclasses
 import json
 import sys
@@ -27,22 +28,70 @@ CONFIG_FILE = "config.yaml"
 def parse_config(dataclass_types: Sequence[type], args: Sequence[str] | None = None) -> tuple:
     """Instances of `dataclass_types` from an optional YAML file (first argument) and `--field value` overrides."""
     args = list(sys.argv[1:] if args is None else args)
-    values = {}
+    values, path = {}, None
     if args and not args[0].startswith("-"):
         path = Path(args.pop(0))
         if not path.is_file():
             raise FileNotFoundError(f"config file {path} does not exist")
-        values = yaml.safe_load(path.read_text()) or {}
+        values = _read_yaml_mapping(path)
         known = {field.name for cls in dataclass_types for field in dataclasses.fields(cls) if field.init}
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"{path}: unknown config keys {unknown}")
     parser = HfArgumentParser(dataclass_types)
+    actions = {action.dest: action for action in parser._actions}
+    for key, value in values.items():
+        values[key] = _typed(actions[key], value, f"{path}: {key}")
+        actions[key].required = False  # argparse ignores defaults of required flags: a YAML value counts as given
     parser.set_defaults(**values)
-    for action in parser._actions:  # argparse ignores defaults of required flags: a YAML value counts as given
-        if action.dest in values:
-            action.required = False
-    return parser.parse_args_into_dataclasses(args=args)
+    configs = parser.parse_args_into_dataclasses(args=args)
+    for config in configs:
+        for name in MUST_BE_POSITIVE:
+            value = getattr(config, name, None)
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and value <= 0:
+                given = f"{path}: {name}" if name in values and f"--{name}" not in args else f"--{name}"
+                raise ValueError(f"{given}: must be positive, got {value}")
+    return configs
+
+
+# Settings no run can use at zero or below; checked here so a typo fails before the model loads.
+MUST_BE_POSITIVE = ("learning_rate", "per_device_train_batch_size", "per_device_eval_batch_size", "batch_size",
+                    "gradient_accumulation_steps", "max_seq_length")
+
+
+def _read_yaml_mapping(path: Path) -> dict:
+    try:
+        values = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise ValueError(f"{path}: not valid YAML ({where}{getattr(error, 'problem', None) or error})") from error
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: holds a YAML {type(values).__name__}, not a mapping of settings")
+    return values
+
+
+def _typed(action, value, name: str):
+    """A YAML value as the flag's type would read it (PyYAML reads `1e-4` as a string), or an error naming it."""
+    if value is None or action.type is None or action.nargs not in (None, "?"):
+        return value
+    type_name = getattr(action.type, "__name__", "value")
+    expected = {"int": "an integer", "float": "a number", "string_to_bool": "true or false"}.get(type_name, type_name)
+    if action.type in (int, float):
+        whole = not isinstance(value, float) or value.is_integer()
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)) or (action.type is int and not whole):
+            raise ValueError(f"{name}: expected {expected}, got {value!r}")
+        value = int(value) if action.type is int and not isinstance(value, str) else value
+    if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        try:
+            value = action.type(value)
+        except (TypeError, ValueError, argparse.ArgumentTypeError):
+            raise ValueError(f"{name}: expected {expected}, got {value!r}") from None
+    if action.choices is not None and value not in action.choices:
+        raise ValueError(f"{name}: {value!r} is not one of {[str(choice) for choice in action.choices]}")
+    return value
 
 
 def mapping_setting(name: str, value: dict | str | None) -> dict | None:

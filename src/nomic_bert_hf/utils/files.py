@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import IO
 
 import torch
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
-from transformers import PreTrainedModel
+from transformers import PretrainedConfig, PreTrainedModel
 
 FULL_DISK_BYTES = 8 << 20  # free space below which a failed write is taken to have filled the disk
 
@@ -38,12 +39,44 @@ def read_state_dict(folder: str | Path) -> dict[str, torch.Tensor]:
 def load_strict(model_class: type[PreTrainedModel], path: str | Path, new_weights: tuple[str, ...] = (), **kwargs):
     """`model_class.from_pretrained` that fails, naming the keys, when the checkpoint lacks weights the model needs
     (transformers would initialise them at random). `new_weights` are name prefixes a new head may leave missing.
-    Weights of the wrong shape already make transformers raise."""
-    model, info = model_class.from_pretrained(path, output_loading_info=True, **kwargs)
+    Weights of the wrong shape already make transformers raise; a folder of another architecture (a BERT folder, say)
+    is refused by its `model_type` before that, and a cut-short weights file by its name."""
+    config_class = getattr(model_class, "config_class", None)  # None for the Auto classes
+    if config_class is not None:
+        model_config(path, config_class, revision=kwargs.get("revision"))
+    try:
+        model, info = model_class.from_pretrained(path, output_loading_info=True, **kwargs)
+    except Exception as error:
+        for file in sorted(Path(path).glob("*.safetensors")) if Path(path).is_dir() else ():
+            try:
+                safe_open(file, "pt").keys()
+            except (SafetensorError, OSError):
+                raise ValueError(f"{file}: not a readable safetensors file, perhaps cut short ({error})") from error
+        raise
     missing = sorted(key for key in info["missing_keys"] if not key.startswith(new_weights))
     if missing:
         raise ValueError(f"{path} does not fit {model_class.__name__}: it has no weights for {', '.join(missing)}")
     return model
+
+
+def require_found(path: str | Path) -> None:
+    """Refuse by name a model path that can only be local (absolute, relative, or deeper than `org/name`) and does
+    not exist, before a Hub lookup would report it as a malformed repository id."""
+    local = Path(path).expanduser()
+    if not local.exists() and (local.is_absolute() or str(path).startswith((".", "~")) or len(local.parts) > 2):
+        raise FileNotFoundError(f"{path} does not exist")
+
+
+def model_config(path: str | Path, config_class: type[PretrainedConfig], revision: str | None = None) -> dict:
+    """The config.json mapping of a model folder or Hub id, refusing by name a path that does not exist, a folder
+    with no config.json and a model of another architecture (`model_type`)."""
+    require_found(path)
+    if Path(path).is_dir() and not (Path(path) / "config.json").is_file():
+        raise FileNotFoundError(f"{path} has no config.json: not a model folder")
+    config, _ = config_class.get_config_dict(str(path), revision=revision)
+    if config.get("model_type") != config_class.model_type:
+        raise ValueError(f"{path} holds a {config.get('model_type')!r} model, not {config_class.model_type!r}")
+    return config
 
 
 @contextlib.contextmanager

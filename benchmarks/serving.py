@@ -1,4 +1,5 @@
-"""Serving on CPU: PyTorch fp32 against the exported ONNX graphs (fp32, optimised, int8), through sentence-transformers.
+"""Serving on CPU: PyTorch fp32 (and bf16, `--dtype`) against the exported ONNX graphs (fp32, optimised, int8),
+through sentence-transformers.
 
     python benchmarks/serving.py                                  # the 137M architecture and ./nomic-embed-text
     python benchmarks/serving.py --embedder runs/nomic-embed-text/finetune/final --sections speed
@@ -18,7 +19,6 @@ import gc
 import json
 import logging
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -40,10 +40,11 @@ from nomic_bert_hf.model.embedder import build_embedder, save_embedder
 from nomic_bert_hf.model.tokenization import bert_uncased_tokenizer, save_tokenizer
 from nomic_bert_hf.serving.onnx_embedder import load_onnx_embedder
 from nomic_bert_hf.serving.onnx_export import export_onnx
+from nomic_bert_hf.utils.compute import DTYPE_CHOICES, DTYPES, choose_dtype, describe, dtype_name
 
 ROOT = Path(__file__).resolve().parents[1]
-BACKENDS = {  # name -> ONNX file (None: PyTorch)
-    "PyTorch fp32": None,
+BACKENDS = {  # name -> the PyTorch path's dtype, or the ONNX file
+    "PyTorch fp32": "float32",
     "ONNX fp32": "onnx/model.onnx",
     "ONNX optimised": "onnx/model_optimized.onnx",
     "ONNX int8": "onnx/model_qint8.onnx",
@@ -53,10 +54,11 @@ SECTIONS = ("speed", "longest", "quality")
 WORKLOADS = {"short": (64, 16, 256, 32), "long": (4, 1024, 4096, 4)}  # texts, shortest, longest, batch size
 
 
-def load(folder: Path, onnx_file: str | None) -> SentenceTransformer:
-    if onnx_file is None:
-        return SentenceTransformer(str(folder), device="cpu", trust_remote_code=True)
-    return load_onnx_embedder(folder, onnx_file)
+def load(folder: Path, backend: str) -> SentenceTransformer:
+    if backend in DTYPES:
+        return SentenceTransformer(str(folder), device="cpu", trust_remote_code=True,
+                                   model_kwargs={"dtype": DTYPES[backend]})
+    return load_onnx_embedder(folder, backend)
 
 
 def speed(models: dict[str, SentenceTransformer], texts: list[str], batch_size: int, repeats: int) -> dict:
@@ -75,9 +77,9 @@ def speed(models: dict[str, SentenceTransformer], texts: list[str], batch_size: 
                    "ratio": rate / rates[BASELINE]} for name, rate in rates.items()}
 
 
-def longest_text(folder: Path, onnx_file: str | None) -> dict:
+def longest_text(folder: Path, backend: str) -> dict:
     """Seconds and peak resident-memory growth of one 8192-token encode, the first call in this fresh process."""
-    model = load(folder, onnx_file)
+    model = load(folder, backend)
     text = " ".join(["word"] * 9000)  # one token per word: cut at 8192 with the special tokens
     start = time.perf_counter()
     growth = peak_rss_growth(lambda: model.encode([text]))
@@ -104,11 +106,15 @@ def main():
     parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "serving.json")
+    parser.add_argument("--dtype", choices=DTYPE_CHOICES, default="auto",
+                        help="adds a PyTorch column in this dtype beside fp32 (auto: bf16 on AMX / AVX-512 BF16)")
     parser.add_argument("--probe", nargs=2, metavar=("FOLDER", "BACKEND"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     if args.probe:
-        return print(json.dumps(longest_text(Path(args.probe[0]), BACKENDS[args.probe[1]])))
+        return print(json.dumps(longest_text(Path(args.probe[0]), args.probe[1])))
+    dtype = dtype_name(choose_dtype(args.dtype, "cpu"))
+    backends = {BASELINE: BACKENDS[BASELINE], **({"PyTorch bf16": dtype} if dtype != "float32" else {}), **BACKENDS}
     lines = []
 
     def emit(line: str):
@@ -126,27 +132,27 @@ def main():
                                                       workdir / "source-137m"), **sources}
     folders = {name: export_onnx(source, workdir / name.replace(" ", "-"), quantize=["int8"], optimize=True).parent
                for name, source in sources.items()}
-    emit(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores; torch {torch.__version__} "
+    emit(f"{describe('cpu')}, {os.cpu_count()} cores; torch {torch.__version__} "
          f"({torch.get_num_threads()} threads), onnxruntime {onnxruntime.__version__}; pipeline embedder "
          f"{args.embedder}; medians of {args.repeats}")
     report = {"embedder": str(args.embedder), "repeats": args.repeats}
 
     # 2. Speed: every backend on the same texts of the default corpus
     if "speed" in args.sections:
-        emit("\n| model | texts | tokens | " + " | ".join(f"{name} tok/s" for name in BACKENDS)
-             + " | " + " | ".join(f"{name} / {BASELINE}" for name in BACKENDS if name != BASELINE)
-             + " |\n|---|---|---|" + "---|" * (2 * len(BACKENDS) - 1))
+        emit("\n| model | texts | tokens | " + " | ".join(f"{name} tok/s" for name in backends)
+             + " | " + " | ".join(f"{name} / {BASELINE}" for name in backends if name != BASELINE)
+             + " |\n|---|---|---|" + "---|" * (2 * len(backends) - 1))
         tokenizer = bert_uncased_tokenizer()
         report["speed"] = {}
         for model_name, folder in folders.items():
-            models = {name: load(folder, file) for name, file in BACKENDS.items()}
+            models = {name: load(folder, file) for name, file in backends.items()}
             for workload, (count, shortest, longest, batch_size) in WORKLOADS.items():
                 texts = tokenizer.batch_decode([ids[1:-1] for ids in spread_sample(count, shortest, longest)])
                 rows = speed(models, texts, batch_size, args.repeats)
                 report["speed"][f"{model_name}, {workload}"] = rows
                 emit(f"| {model_name} | {count} {workload} | {rows[BASELINE]['tokens']:,} | "
-                     + " | ".join(f"{rows[name]['tokens_per_s']:,.0f}" for name in BACKENDS) + " | "
-                     + " | ".join(f"**{rows[name]['ratio']:.2f}x**" for name in BACKENDS if name != BASELINE) + " |")
+                     + " | ".join(f"{rows[name]['tokens_per_s']:,.0f}" for name in backends) + " | "
+                     + " | ".join(f"**{rows[name]['ratio']:.2f}x**" for name in backends if name != BASELINE) + " |")
             del models  # onnxruntime's memory arenas keep their peak until the session goes
             gc.collect()
 
@@ -155,8 +161,8 @@ def main():
         emit("\n| 137M architecture, one 8,192-token text | seconds | peak RSS growth GiB | seconds / PyTorch fp32 |\n"
              "|---|---|---|---|")
         runs = {name: json.loads(subprocess.run(
-            [sys.executable, __file__, "--probe", str(folders["137M architecture"]), name],
-            check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]) for name in BACKENDS}
+            [sys.executable, __file__, "--probe", str(folders["137M architecture"]), backends[name]],
+            check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]) for name in backends}
         report["longest"] = runs
         for name, run in runs.items():
             emit(f"| {name} | {run['seconds']:.1f} | {run['peak_rss_growth_gib']:.2f} | "
@@ -164,16 +170,16 @@ def main():
 
     # 4. Quality: retrieval through mteb with each backend of the pipeline's embedder
     if "quality" in args.sections:
-        scores = retrieval_scores({name: load(folders["pipeline embedder"], file) for name, file in BACKENDS.items()})
+        scores = retrieval_scores({name: load(folders["pipeline embedder"], file) for name, file in backends.items()})
         report["quality"] = scores
         tasks = list(scores[BASELINE])
-        emit("\n| task (nDCG@10) | " + " | ".join(BACKENDS) + " |\n|---|" + "---|" * len(BACKENDS))
+        emit("\n| task (nDCG@10) | " + " | ".join(backends) + " |\n|---|" + "---|" * len(backends))
         for task in tasks:
-            emit(f"| {task} | " + " | ".join(f"{100 * scores[name][task]:.2f}" for name in BACKENDS) + " |")
-        means = {name: 100 * statistics.mean(scores[name].values()) for name in BACKENDS}
-        emit("| **mean** | " + " | ".join(f"**{means[name]:.2f}**" for name in BACKENDS) + " |")
+            emit(f"| {task} | " + " | ".join(f"{100 * scores[name][task]:.2f}" for name in backends) + " |")
+        means = {name: 100 * statistics.mean(scores[name].values()) for name in backends}
+        emit("| **mean** | " + " | ".join(f"**{means[name]:.2f}**" for name in backends) + " |")
         emit("| difference to PyTorch fp32 | " + " | ".join(f"{means[name] - means[BASELINE]:+.2f}"
-                                                          for name in BACKENDS) + " |")
+                                                          for name in backends) + " |")
 
     write_report(args.output, report, lines)
     shutil.rmtree(workdir)

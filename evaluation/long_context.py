@@ -17,6 +17,8 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
+
 from nomic_bert_hf.evaluation import (
     LONG_CONTEXT_LENGTHS,
     evaluate_long_context,
@@ -26,6 +28,7 @@ from nomic_bert_hf.evaluation import (
 from nomic_bert_hf.evaluation.model_meta import default_model_name
 from nomic_bert_hf.evaluation.results import markdown_length_table
 from nomic_bert_hf.utils.cli import run_command
+from nomic_bert_hf.utils.compute import choose_dtype, compute_record, dtype_name
 from nomic_bert_hf.utils.configs import parse_config, save_config
 
 
@@ -39,6 +42,7 @@ class LongContextConfig:
     revision: str | None = None
     batch_size: int = 4
     output_dir: str = "results/mteb"
+    dtype: str = field(default="auto", metadata={"help": "auto | float32 | bfloat16 (auto: bf16 on AMX / AVX-512 BF16)"})
 
 
 def main(args=None):
@@ -49,13 +53,14 @@ def main(args=None):
     folder, revision = resolve_model(config.model_name_or_path, config.revision)
     name = config.model_name or default_model_name(config.model_name_or_path)
 
-    # 2. Choose the tasks
+    # 2. Choose the tasks and the dtype
     tasks = resolve_tasks(config.tasks)
+    dtype = choose_dtype(config.dtype)
 
     # 3. Evaluate at every length (cached per length)
     table = evaluate_long_context(config.model_name_or_path, tasks, results_dir=config.output_dir,
                                   lengths=config.lengths, rotary_scaling_factor=config.rotary_scaling_factor, name=name,
-                                  revision=revision, batch_size=config.batch_size)
+                                  revision=revision, batch_size=config.batch_size, dtype=dtype_name(dtype))
 
     # 4. Report the table by length and record the config
     report_dir = Path(config.output_dir) / "long_context" / f"{name.replace('/', '__')}__{revision}"
@@ -63,6 +68,7 @@ def main(args=None):
     report_dir.mkdir(parents=True, exist_ok=True)
     (report_dir / "summary.md").write_text(f"# {name} ({revision})\n\n{markdown}\n")
     save_config(report_dir, config)
+    (report_dir / "compute.yaml").write_text(yaml.safe_dump(compute_record(dtype), sort_keys=True))
     print(f"\n{name} ({revision}), main score by maximum sequence length\n\n{markdown}\n")
     return table
 

@@ -18,6 +18,10 @@ Results are cached per model name and revision in `output_dir` (mteb's layout), 
 where it stopped and a finished one is not recomputed. The table is printed and written as `summary.md` next to
 mteb's files, with the resolved `config.yaml`.
 
+`dtype` (default auto: bf16 on a CPU with AMX or AVX-512 BF16, else fp32) is what the model computes in; it is
+recorded with the CPU in `compute.yaml` beside `summary.md`, but is not part of mteb's cache key: pass
+`--overwrite_strategy always` to score a cached model again in another dtype.
+
 `precisions` adds retrieval on quantized embeddings: int8 and binary runs score the Retrieval and Reranking tasks
 (`nomic_bert_hf.evaluation.quantization`) into their own experiment folder (`.../experiments/precision_int8/`),
 cached like the float32 run, and the table of each task's score per precision is printed and saved as
@@ -26,6 +30,8 @@ cached like the float32 run, and the table of each task's score per precision is
 
 import logging
 from dataclasses import dataclass, field
+
+import yaml
 
 from nomic_bert_hf.evaluation import (
     check_precisions,
@@ -46,7 +52,10 @@ from nomic_bert_hf.evaluation.results import (
     task_rows,
 )
 from nomic_bert_hf.utils.cli import run_command
+from nomic_bert_hf.utils.compute import choose_dtype, compute_record, dtype_name
 from nomic_bert_hf.utils.configs import parse_config, save_config
+
+COMPUTE_FILE = "compute.yaml"  # beside summary.md: the dtype and hardware of the run (mteb reads every .json there)
 
 
 @dataclass
@@ -62,10 +71,14 @@ class MtebEvalConfig:
     overwrite_strategy: str = field(default="only-missing", metadata={"help": "only-missing | always | never"})
     precisions: list[str] = field(default_factory=lambda: ["float32"],
                                   metadata={"help": "float32 | int8 | binary; int8 and binary score retrieval only"})
+    dtype: str = field(default="auto", metadata={
+        "help": "auto | float32 | bfloat16: what the model computes in (auto: bf16 where the CPU has AMX or AVX-512 "
+                "BF16, else fp32)"})
 
 
-def report(config: MtebEvalConfig, meta, tasks) -> list[dict]:
-    """Evaluate one setting, then print and record its scores per task and per task type beside mteb's files."""
+def report(config: MtebEvalConfig, meta, tasks, compute: dict) -> list[dict]:
+    """Evaluate one setting, then print and record its scores per task and per task type beside mteb's files, with
+    what it was computed with (`compute.json`)."""
     result = evaluate_embedder(meta, tasks, results_dir=config.output_dir, batch_size=config.batch_size,
                                overwrite_strategy=config.overwrite_strategy)
     for error in result.exceptions or []:
@@ -77,6 +90,7 @@ def report(config: MtebEvalConfig, meta, tasks) -> list[dict]:
     summary = f"{markdown_task_table(rows)}\n\n{markdown_category_table(category_rows(rows))}\n"
     title = f"{meta.name} ({meta.revision})" + (f" {meta.experiment_name}" if meta.experiment_name else "")
     (folder / "summary.md").write_text(f"# {title}\n\n{summary}")
+    (folder / COMPUTE_FILE).write_text(yaml.safe_dump(compute, sort_keys=True))
     save_config(folder, config)
     print(f"\n{title}, results in {folder}\n\n{summary}")
     return rows
@@ -96,8 +110,9 @@ def main(args=None):
     precisions = check_precisions(config.precisions)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    # 1. Choose the tasks; quantized embeddings are scored on the retrieval-like ones
+    # 1. Choose the tasks (quantized embeddings are scored on the retrieval-like ones) and the dtype
     tasks = resolve_tasks(config.tasks)
+    dtype = choose_dtype(config.dtype)
     rows, quantized_folders = [], []
     for precision in precisions:
         precision_tasks = tasks if precision == "float32" else quantizable(tasks)
@@ -108,10 +123,10 @@ def main(args=None):
         # 2. Describe the model for mteb: name, revision, dimensions, precision, and the protocol's loader
         meta = embedder_model_meta(config.model_name_or_path, name=config.model_name, revision=config.revision,
                                    max_seq_length=config.max_seq_length, embed_dim=config.embed_dim,
-                                   precision=precision)
+                                   precision=precision, dtype=dtype_name(dtype))
 
         # 3. Evaluate through mteb.evaluate (finished tasks come from the cache) and report the scores
-        precision_rows = report(config, meta, precision_tasks)
+        precision_rows = report(config, meta, precision_tasks, compute_record(dtype))
         rows = rows or precision_rows  # the first precision's (float32 by default)
         if precision != "float32":
             quantized_folders.append(run_folder(config.output_dir, meta))

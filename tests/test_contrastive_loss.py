@@ -70,6 +70,25 @@ def test_gradcache_gives_the_same_loss_and_gradients(dropout_free_dir, rows, neg
         torch.testing.assert_close(cached_grads[name], grad, atol=1e-10, rtol=1e-8, msg=lambda m: f"{name}: {m}")
 
 
+def test_gradcache_replays_its_mini_batches_under_the_steps_autocast(dropout_free_dir, rows):
+    """sentence-transformers re-embeds with gradients in a backward hook, outside the Trainer's autocast; under `bf16`
+    that half of the step must still run in bf16, with the gradients of the uncached loss."""
+    model = build_embedder(dropout_free_dir)
+    projections = []
+    model[0].auto_model.encoder.layers[0].attn.Wqkv.register_forward_hook(
+        lambda module, inputs, output: projections.append(output.dtype))
+    gradients = {}
+    for cached in (False, True):
+        model.zero_grad()
+        loss = contrastive_loss(model, cached=cached, mini_batch_size=5, gather_across_devices=False)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            value = loss(features(model, rows, 2), None)
+        value.backward()  # outside autocast, as the Trainer calls it
+        gradients[cached] = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+    assert projections and set(projections) == {torch.bfloat16}  # the backward hook's replay included
+    assert torch.nn.functional.cosine_similarity(gradients[True], gradients[False], dim=0) > 0.99
+
+
 def test_loss_is_infonce_at_temperature_002_from_query_to_documents(dropout_free_dir, rows):
     model = build_embedder(dropout_free_dir)
     loss = contrastive_loss(model, cached=True, mini_batch_size=7, gather_across_devices=False)

@@ -105,7 +105,7 @@ def test_final_folder_records_its_config_and_scores(stage2):
     assert {"model.safetensors", "modeling_nomic_bert.py", "vocab.txt", "modules.json", "config.yaml", "README.md"} <= names
     script = load_script(SCRIPT)
     model_args, data_args, loss_args, training_args = parse_config(
-        [script.ModelArguments, script.DataArguments, script.LossArguments, script.SentenceTransformerTrainingArguments],
+        [script.ModelArguments, script.DataArguments, script.LossArguments, script.ContrastiveTrainingArguments],
         [str(final / "config.yaml")],
     )
     assert (loss_args.scale, loss_args.mini_batch_size, training_args.seed) == (50.0, 16, 12)
@@ -194,7 +194,7 @@ def test_every_config_parses(config):
     script = load_script(SCRIPT)
     overrides = ["--model_name_or_path", "model", "--train_datasets", '{"pairs": "pairs.jsonl"}', "--bf16", "false"]
     model_args, data_args, loss_args, training_args = parse_config(
-        [script.ModelArguments, script.DataArguments, script.LossArguments, script.SentenceTransformerTrainingArguments],
+        [script.ModelArguments, script.DataArguments, script.LossArguments, script.ContrastiveTrainingArguments],
         [str(CONFIGS / config), *overrides],
     )
     assert loss_args.scale == 50.0 and loss_args.gradcache and training_args.max_grad_norm == 1.0

@@ -32,6 +32,7 @@ from nomic_bert_hf.evaluation import (
 )
 from nomic_bert_hf.model.embedder import build_embedder, save_embedder
 from nomic_bert_hf.model.embedder_folder import weights_digest
+from nomic_bert_hf.utils.compute import choose_dtype, dtype_name
 
 NAME = "test/nomic-embed-text"
 REPO = Path(__file__).resolve().parents[1]
@@ -191,10 +192,12 @@ def test_the_script_reports_and_records_its_config(evaluated, embedder_dir, task
     calls_before = evaluated["recorder"].calls
     rows = script.main([str(REPO / "evaluation/configs/mteb_eval/tiny.yaml"), "--model_name_or_path", str(embedder_dir),
                         "--model_name", NAME, "--output_dir", str(evaluated["results_dir"]),
-                        "--tasks", str(task_dirs["Retrieval"]), str(task_dirs["Classification"])])
+                        "--tasks", str(task_dirs["Retrieval"]), str(task_dirs["Classification"]), "--dtype", "auto"])
     assert {row["task"] for row in rows} == {"command-retrieval", "topic-classification"}
     folder = evaluated["results_dir"] / "results" / "test__nomic-embed-text" / weights_digest(embedder_dir)
     assert "| command-retrieval | Retrieval | ndcg_at_10 |" in (folder / "summary.md").read_text()
     assert yaml.safe_load((folder / "config.yaml").read_text())["model_name"] == NAME
+    compute = yaml.safe_load((folder / "compute.yaml").read_text())  # what the scores were computed with
+    assert compute["dtype"] == dtype_name(choose_dtype("auto")) and compute["cpu_capability"]
     assert "| Average | 2 |" in capsys.readouterr().out
     assert evaluated["recorder"].calls == calls_before  # served from the cache

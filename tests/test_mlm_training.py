@@ -104,10 +104,12 @@ def small_packed_file(small_corpus_file, tmp_path_factory):
     return path
 
 
-@pytest.mark.parametrize("corpus", ["small_corpus_file", "small_packed_file"])
-def test_interrupted_and_resumed_run_ends_with_identical_weights(mlm_script, corpus, tmp_path, interrupt_at, request):
+@pytest.mark.parametrize(("corpus", "bf16"), [("small_corpus_file", "false"), ("small_packed_file", "false"),
+                                               ("small_corpus_file", "true")])
+def test_interrupted_and_resumed_run_ends_with_identical_weights(mlm_script, corpus, bf16, tmp_path, interrupt_at,
+                                                                 request):
     corpus_path = request.getfixturevalue(corpus)  # text, or the same text pre-tokenized
-    steps = ["--max_steps", "12", "--save_steps", "4", "--logging_steps", "2"]
+    steps = ["--max_steps", "12", "--save_steps", "4", "--logging_steps", "2", "--bf16", bf16]  # bf16: autocast
     uninterrupted = run(mlm_script, corpus_path, tmp_path / "a", *steps)
     with pytest.raises(interrupt_at.Interrupted):
         run(mlm_script, corpus_path, tmp_path / "b", *steps, callbacks=[interrupt_at(10)])
@@ -122,6 +124,7 @@ def test_interrupted_and_resumed_run_ends_with_identical_weights(mlm_script, cor
     expected, actual = load_file(uninterrupted / "model.safetensors"), load_file(resumed / "model.safetensors")
     assert expected.keys() == actual.keys()
     assert all(torch.equal(expected[key], actual[key]) for key in expected)
+    assert {tensor.dtype for tensor in actual.values()} == {torch.float32}  # bf16 autocast keeps fp32 weights
     losses = [[(entry["step"], entry["loss"]) for entry in logged_losses(tmp_path / run_dir)[1] if "loss" in entry]
               for run_dir in ("a", "b")]
     assert losses[0] == losses[1] and [step for step, _ in losses[1]] == [2, 4, 6, 8, 10, 12]

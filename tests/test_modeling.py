@@ -122,11 +122,11 @@ def test_partial_rotary_rotates_only_the_leading_dimensions():
     """`rotary_emb_fraction` < 1: the first rotary_dim features of each head rotate (half split), the rest pass."""
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(5, 2, 8, generator=generator)  # (tokens, heads, head_dim)
-    angles = torch.randn(5, 2, generator=generator).repeat(1, 2)  # rotary_dim 4, tiled [a, a] as RoPE tables are
-    cos, sin = angles.cos(), angles.sin()
-    rotated = apply_rotary(x, cos, sin)
+    angles = torch.randn(5, 2, generator=generator)  # rotary_dim 4: one angle per (i, i + 2) pair
+    rotated = apply_rotary(x, angles.cos(), angles.sin())
     torch.testing.assert_close(rotated[..., 4:], x[..., 4:], atol=0, rtol=0)
     first, second = x[..., :2], x[..., 2:4]
+    cos, sin = angles.repeat(1, 2).cos(), angles.repeat(1, 2).sin()  # tiled [a, a] as transformers' tables are
     expected = torch.cat((first, second), -1) * cos[:, None] + torch.cat((-second, first), -1) * sin[:, None]
     torch.testing.assert_close(rotated[..., :4], expected)
     norms = rotated[..., :4].reshape(5, 2, 2, 2).pow(2).sum(2)  # each (i, i + 2) pair is rotated: lengths kept
@@ -403,10 +403,10 @@ def test_weights_are_initialised_as_nomic_does():
 
 
 def test_cpu_groups_of_sequences_give_each_sequence_alone(model):
-    """On CPU the packed route runs groups of consecutive sequences of at most CPU_WORKING_TOKENS tokens."""
+    """On CPU the packed route runs groups of consecutive sequences of at most `cpu_working_tokens` tokens (fp32)."""
     lengths = [600, 500, 300, 700, 5]
     layout = modeling.PackedSequences.from_lengths(torch.tensor(lengths))
-    groups = list(layout.groups(modeling.CPU_WORKING_TOKENS))
+    groups = list(layout.groups(modeling.cpu_working_tokens(torch.float32)))
     assert [group.lengths for _, group in groups] == [[600], [500, 300], [700, 5]]
     assert [(span.start, span.stop) for span, _ in groups] == [(0, 600), (600, 1400), (1400, 2105)]
     sequences = [random_ids(1, n, seed=n)[0] for n in lengths]

@@ -49,7 +49,7 @@ def published_sources(config):
     model to train comes from the pipeline or the command line: no stage config names another run's folder)."""
     script = load_script("training/contrastive.py")
     dataclasses = [script.ModelArguments, script.DataArguments, script.LossArguments,
-                   script.SentenceTransformerTrainingArguments]
+                   script.ContrastiveTrainingArguments]
     _, data_args, _, _ = parse_config(dataclasses, [str(CONFIGS / "contrastive" / config), "--bf16", "false",
                                                     "--model_name_or_path", "runs/mlm/final"])
     return data_args, parse_sources(data_args.train_datasets)

@@ -16,6 +16,7 @@ from sentence_transformers import SentenceTransformer
 
 from nomic_bert_hf.data.corpus import CorpusError
 from nomic_bert_hf.model.embedder_folder import weights_digest
+from nomic_bert_hf.utils.compute import choose_dtype, dtype_name
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "training" / "configs" / "pipeline" / "tiny.yaml"
@@ -53,9 +54,12 @@ def test_end_to_end_writes_a_publishable_model(first_run, monkeypatch):
     results = json.loads((runs / "results.json").read_text())
     assert {row["task"] for row in results["tasks"]} == {"reference_summaries", "wordnet_similarity"}
     assert all(0 <= row["score"] <= 1 for row in results["tasks"])
+    dtype = dtype_name(choose_dtype("auto"))  # mining and evaluation: bf16 where the CPU has bf16 matrix units
+    assert results["compute"]["dtype"] == dtype and results["compute"]["cpu_capability"]
     assert "reference_summaries" in (runs / "results.md").read_text() and "reference_summaries" in output
     record = json.loads((published / "provenance.json").read_text())
     assert set(record["stages"]) == {"mlm", "pretrain", "finetune"}
+    assert record["pipeline"]["dtype"] == record["compute"]["dtype"] == dtype  # recorded resolved, not "auto"
     assert record["weights"] == weights_digest(published) == weights_digest(runs / "finetune" / "final")
     assert record["environment"]["versions"]["transformers"] and "manifest.json" not in record["corpus"]["files"]
     assert any(path.endswith("train-00000.jsonl.gz") for path in record["corpus"]["files"])

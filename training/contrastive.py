@@ -30,10 +30,7 @@ from pathlib import Path
 
 import torch
 from datasets import DatasetDict
-from sentence_transformers import (
-    SentenceTransformerTrainer,
-    SentenceTransformerTrainingArguments,
-)
+from sentence_transformers import SentenceTransformerTrainer
 from sentence_transformers.sentence_transformer.evaluation import SequentialEvaluator
 from transformers import set_seed
 
@@ -53,6 +50,7 @@ from nomic_bert_hf.model.embedder import save_embedder
 from nomic_bert_hf.model.lora import add_lora, merge_adapter, save_adapter
 from nomic_bert_hf.tasks import column_prompts
 from nomic_bert_hf.training.contrastive import (
+    ContrastiveTrainingArguments,
     contrastive_loss,
     load_embedder,
     retrieval_evaluator,
@@ -147,7 +145,7 @@ class LossArguments:
 def main(args=None, callbacks=None):
     """Run the stage; `callbacks` are extra Trainer callbacks (the tests watch or stop runs)."""
     model_args, data_args, loss_args, training_args = parse_config(
-        [ModelArguments, DataArguments, LossArguments, SentenceTransformerTrainingArguments], args
+        [ModelArguments, DataArguments, LossArguments, ContrastiveTrainingArguments], args
     )
     final_dir = Path(training_args.output_dir) / FINAL_DIR
     resume_from = prepare_output_dir(

@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
-from sentence_transformers import SentenceTransformer
 
-from nomic_bert_hf.data.mining import consistency_filter
+from nomic_bert_hf.data.mining import consistency_filter, load_judge
 from nomic_bert_hf.data.pair_data import PairSource, load_pairs, write_jsonl
 from nomic_bert_hf.utils.cli import run_command
+from nomic_bert_hf.utils.compute import choose_dtype, dtype_name
 from nomic_bert_hf.utils.configs import config_dict, parse_config
 
 
@@ -41,6 +41,8 @@ class FilterArguments:
         default=None, metadata={"help": "truncate texts for the embedder (default: its own limit)"}
     )
     seed: int = 0
+    dtype: str = field(default="auto", metadata={
+        "help": "auto | float32 | bfloat16: what the embedder computes in (auto: bf16 on AMX / AVX-512 BF16)"})
     trust_remote_code: bool = False
     overwrite: bool = False
 
@@ -55,9 +57,10 @@ def main(args=None):
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
 
     # 1. Load the judging embedder
-    model = SentenceTransformer(filter_args.model_name_or_path, trust_remote_code=filter_args.trust_remote_code)
-    if filter_args.max_seq_length:
-        model.max_seq_length = filter_args.max_seq_length
+    dtype = choose_dtype(filter_args.dtype)
+    filter_args.dtype = dtype_name(dtype)  # recorded as resolved: the ranking, and so the output, depends on it
+    model = load_judge(filter_args.model_name_or_path, dtype=dtype, trust_remote_code=filter_args.trust_remote_code,
+                       max_seq_length=filter_args.max_seq_length)
 
     # 2. Load the pairs
     source = PairSource(

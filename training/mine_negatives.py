@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
-from sentence_transformers import SentenceTransformer
 
-from nomic_bert_hf.data.mining import mine_negatives
+from nomic_bert_hf.data.mining import load_judge, mine_negatives
 from nomic_bert_hf.data.pair_data import PairSource, load_pairs, write_jsonl
 from nomic_bert_hf.utils.cli import run_command
+from nomic_bert_hf.utils.compute import choose_dtype, dtype_name
 from nomic_bert_hf.utils.configs import config_dict, parse_config
 
 
@@ -55,6 +55,8 @@ class MiningArguments:
     )
     max_rows: int | None = field(default=None, metadata={"help": "mine a random sample of this many pairs"})
     seed: int = field(default=0, metadata={"help": "seed of that sample"})
+    dtype: str = field(default="auto", metadata={
+        "help": "auto | float32 | bfloat16: what the embedder computes in (auto: bf16 on AMX / AVX-512 BF16)"})
     trust_remote_code: bool = False
     overwrite: bool = False
 
@@ -69,9 +71,10 @@ def main(args=None):
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
 
     # 1. Load the embedder that judges similarity
-    model = SentenceTransformer(mining_args.model_name_or_path, trust_remote_code=mining_args.trust_remote_code)
-    if mining_args.max_seq_length:
-        model.max_seq_length = mining_args.max_seq_length
+    dtype = choose_dtype(mining_args.dtype)
+    mining_args.dtype = dtype_name(dtype)  # recorded as resolved: the ranking, and so the output, depends on it
+    model = load_judge(mining_args.model_name_or_path, dtype=dtype, trust_remote_code=mining_args.trust_remote_code,
+                       max_seq_length=mining_args.max_seq_length)
 
     # 2. Load the pairs
     source = PairSource(

@@ -85,6 +85,7 @@ from nomic_bert_hf.training.plan import (
 )
 from nomic_bert_hf.training.runs import FINAL_DIR
 from nomic_bert_hf.utils.cli import run_command
+from nomic_bert_hf.utils.compute import DTYPES, choose_dtype, compute_record, dtype_name
 from nomic_bert_hf.utils.configs import mapping_setting, parse_config, save_config
 from nomic_bert_hf.utils.files import atomic_file
 from nomic_bert_hf.utils.provenance import write_json
@@ -107,6 +108,9 @@ class PipelineConfig:
         "help": "Folder with a copy of every Hub dataset at <data_mirror>/<org>/<name>, for every stage"})
     seed: int = field(default=42, metadata={"help": "Seed of every stage"})
     launcher: str = field(default="", metadata={"help": 'e.g. "torchrun --nproc_per_node 8" for the training stages'})
+    dtype: str = field(default="auto", metadata={
+        "help": "auto | float32 | bfloat16: what mining and evaluation compute in (auto: bf16 where the CPU has AMX "
+                "or AVX-512 BF16, else fp32; recorded resolved). Training follows each stage config's bf16"})
     mlm_config: str = "training/configs/mlm/cpu-small.yaml"
     pretrain_config: str = "training/configs/contrastive/cpu-pretrain.yaml"
     mine_config: str = "training/configs/mining/cpu.yaml"
@@ -240,7 +244,7 @@ def plan(config: PipelineConfig, stage_arguments: dict[str, list], finetune_data
                                   if to_mine else [],
                                   {name: sample for name, _, sample in to_mine})):
         parsed = parse_config((contrastive.ModelArguments, contrastive.DataArguments, contrastive.LossArguments,
-                               contrastive.SentenceTransformerTrainingArguments),
+                               contrastive.ContrastiveTrainingArguments),
                               [*stage_arguments[stage], *extra, *cpu_safe])
         plans.append(contrastive_plan(stage, *parsed, processes=processes, parameters=parameters, row_limits=limits))
     return render_plan(plans, config.tokens_per_second)
@@ -254,6 +258,7 @@ def main(args=None):
         plan_only, tokens_per_second = config.plan, config.tokens_per_second
         config = reproduction_config(published)
         config.plan, config.tokens_per_second = plan_only, tokens_per_second
+    config.dtype = dtype_name(choose_dtype(config.dtype))  # recorded resolved, so a reproduction computes alike
     root = Path(config.output_dir).resolve()  # absolute: the stages run in the checkout, the user anywhere
     publish_dir = Path(config.publish_dir).resolve()
     stage_dirs = {stage: root / stage for stage in ("mlm", "pretrain", "finetune")}
@@ -327,7 +332,7 @@ def main(args=None):
                 *[flag for column in ("query_column", "document_column") if column in spec
                   for flag in (f"--{column}", spec[column])],
                 "--query_prompt", prompts["query"], "--document_prompt", prompts["document"],
-                "--trust_remote_code", "true", "--overwrite", "true", "--seed", config.seed,
+                "--dtype", config.dtype, "--trust_remote_code", "true", "--overwrite", "true", "--seed", config.seed,
                 *(["--max_rows", sample] if sample else []), *config.mine_args,
             ])
 
@@ -343,12 +348,13 @@ def main(args=None):
     if should_run("evaluate", done=False):
         run_stage("evaluation/mteb_eval.py", [
             config.eval_config, "--model_name_or_path", model, "--model_name", config.repo_id,
-            "--output_dir", results_dir,
+            "--output_dir", results_dir, "--dtype", config.dtype,
             *(["--overwrite_strategy", "always"] if "evaluate" in config.rerun else []), *config.eval_args,
         ])
         if config.long_context_config:
             run_stage("evaluation/long_context.py", [config.long_context_config, "--model_name_or_path", model,
-                                                     "--model_name", config.repo_id, "--output_dir", results_dir])
+                                                     "--model_name", config.repo_id, "--output_dir", results_dir,
+                                                     "--dtype", config.dtype])
         if config.glue_config:
             run_stage("evaluation/glue.py", [config.glue_config, "--model_name_or_path", stage_dirs["mlm"] / FINAL_DIR,
                                              "--output_dir", root / "glue"])
@@ -379,7 +385,8 @@ def main(args=None):
         table += f"\n{markdown_precision_table(precisions)}\n"
     with atomic_file(root / "results.md") as file:
         file.write(f"# {config.repo_id} ({digest})\n\n{table}")
-    write_json(root / "results.json", {"model": config.repo_id, "revision": digest, "tasks": rows})
+    write_json(root / "results.json", {"model": config.repo_id, "revision": digest,
+                                       "compute": compute_record(DTYPES[config.dtype]), "tasks": rows})
     print(f"\n{config.repo_id} ({digest}) -> {publish_dir}\n\n{table}")
     if published is not None:
         original, again = load_provenance(published).get("weights"), weights_digest(publish_dir)

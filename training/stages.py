@@ -33,6 +33,7 @@ from nomic_bert_hf.training.runs import (
     newest_complete_checkpoint,
 )
 from nomic_bert_hf.utils.cli import INTERRUPTED
+from nomic_bert_hf.utils.compute import DTYPES, compute_record
 from nomic_bert_hf.utils.configs import CONFIG_FILE
 from nomic_bert_hf.utils.files import atomic_file
 from nomic_bert_hf.utils.provenance import PROVENANCE_FILE, environment, write_json
@@ -163,6 +164,7 @@ def provenance(stage: str, pipeline_config: dict, corpus: Corpus | None, stage_d
     return {
         "stage": stage,
         "environment": environment(ROOT),
+        "compute": compute_record(DTYPES[pipeline_config.get("dtype", "float32")]),  # mining's and evaluation's
         "corpus": None if corpus is None else {
             "root": str(corpus.root),
             "name": corpus.manifest.get("name"),

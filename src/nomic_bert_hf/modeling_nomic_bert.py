@@ -13,7 +13,7 @@ A batch takes one of two routes through the encoder, with the same results (fp32
   lengths are equal; otherwise PyTorch's variable-length flash attention (`varlen_attn`: CUDA sm80+, half precision),
   one masked call over the re-padded sequences on other accelerators and dtypes, and one mask-free call per sequence
   on CPU (the fastest CPU kernel), where sequences also go through the encoder in groups of about
-  `CPU_WORKING_TOKENS` tokens. A text's output does not depend on what it is batched with.
+  `cpu_working_tokens` tokens. A text's output does not depend on what it is batched with.
 * Under `torch.compile`, `torch.export` (and so `torch.onnx.export(dynamo=True)`) and `torch.jit.trace`, and when
   hidden states or attention weights are recorded, the padded batch runs as it is with a key-padding mask
   (`PaddedBatch`): no host synchronisation and no data-dependent Python branch, so one graph serves every batch size,
@@ -52,8 +52,13 @@ from .configuration_nomic_bert import GATED_ACTIVATIONS, NomicBertConfig
 # On CPU the packed route works on at most about this many tokens at a time: sequences are grouped up to it for the
 # whole encoder, and a longer sequence's MLP goes through in slices of it. Intermediates of that size are reused by
 # the allocator and stay in cache, where whole-batch ones are mapped afresh and faulted in on every call, which made a
-# batch slower than its texts one at a time (BENCHMARKS.md, "Batched against one at a time").
-CPU_WORKING_TOKENS = 1024
+# batch slower than its texts one at a time (BENCHMARKS.md, "Batched against one at a time"). In bf16, oneDNN's AMX
+# matmuls of 768 to 1280 rows into a 768-wide output ran at half the rate of 1536 rows (BENCHMARKS.md, "bf16 on CPU").
+CPU_WORKING_TOKENS = {torch.float32: 1024, torch.bfloat16: 1536}
+
+
+def cpu_working_tokens(dtype: torch.dtype) -> int:
+    return CPU_WORKING_TOKENS.get(dtype, CPU_WORKING_TOKENS[torch.float32])
 
 try:  # PyTorch's own variable-length flash attention (torch >= 2.9; runs on CUDA)
     from torch.nn.attention.varlen import varlen_attn
@@ -88,21 +93,24 @@ def rotary_inv_freq(config: NomicBertConfig, lengths: torch.Tensor) -> torch.Ten
 
 
 def rotary_cos_sin(positions: torch.Tensor, inv_freq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """fp32 `(cos, sin)` of shape `(*positions.shape, rotary_dim)`; `inv_freq` holds each position's frequencies."""
-    freqs = positions[..., None].float() * inv_freq
-    angles = torch.cat((freqs, freqs), dim=-1)
+    """fp32 `(cos, sin)` of shape `(*positions.shape, rotary_dim / 2)`; `inv_freq` holds each position's
+    frequencies (the two halves of a head share them)."""
+    angles = positions[..., None].float() * inv_freq
     return angles.cos(), angles.sin()
 
 
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate the first `rotary_dim` features of each head (GPT-NeoX half split), in fp32.
-    x: `(..., heads, head_dim)`; cos, sin: `(..., rotary_dim)`."""
-    rotary_dim = cos.shape[-1]
-    rotated, passed = x[..., :rotary_dim].float(), x[..., rotary_dim:]
-    first, second = rotated.chunk(2, dim=-1)
-    cos, sin = cos.unsqueeze(-2), sin.unsqueeze(-2)
-    rotated = (rotated * cos + torch.cat((-second, first), dim=-1) * sin).to(x.dtype)
-    return torch.cat((rotated, passed), dim=-1) if passed.shape[-1] else rotated
+    """Rotate the first `rotary_dim` features of each head (GPT-NeoX half split: feature i pairs with i + rotary_dim
+    / 2), computing in fp32. x: `(..., [query/key,] heads, head_dim)`; cos, sin: `(..., rotary_dim / 2)`.
+
+    Each half in one multiply and one fused multiply-add read straight from `x`'s dtype, with no rotated copy of `x`:
+    in bf16 the rotation was a seventh of the forward pass, cast and copied four times."""
+    half = cos.shape[-1]
+    cos, sin = (t.view(*t.shape[:-1], *[1] * (x.dim() - t.dim()), half) for t in (cos, sin))
+    first, second, passed = x[..., :half], x[..., half:2 * half], x[..., 2 * half:]
+    parts = (torch.addcmul(first * cos, second, sin, value=-1).to(x.dtype),
+             torch.addcmul(second * cos, first, sin).to(x.dtype))
+    return torch.cat((*parts, passed) if passed.shape[-1] else parts, dim=-1)
 
 
 def eager_attention_forward(module, query, key, value, attention_mask, scaling, dropout=0.0, **kwargs):
@@ -330,8 +338,8 @@ class NomicBertAttention(nn.Module):
         """`hidden_states`: (tokens, hidden) packed or (batch, length, hidden) padded. Returns the output in the same
         layout and the attention probabilities (eager kernel on the padded route) or None."""
         qkv = self.Wqkv(hidden_states).unflatten(-1, (3, self.num_heads, self.head_dim))
-        query, key, value = qkv.unbind(-3)
-        query, key = apply_rotary(query, cos, sin), apply_rotary(key, cos, sin)
+        query, key = apply_rotary(qkv[..., :2, :, :], cos, sin).unbind(-3)  # both in one pass
+        value = qkv[..., 2, :, :]
         output, weights = layout.attend(self, query, key, value)
         return self.out_proj(output.flatten(-2)), weights
 
@@ -339,7 +347,7 @@ class NomicBertAttention(nn.Module):
 class NomicBertGatedMLP(nn.Module):
     """`fc2(fc11(x) * act(fc12(x)))`: `fc11` is the value projection, `fc12` the gate.
 
-    On CPU, packed tokens go through in slices of `CPU_WORKING_TOKENS`.
+    On CPU, packed tokens go through in slices of `cpu_working_tokens`.
     """
 
     def __init__(self, config: NomicBertConfig):
@@ -351,7 +359,8 @@ class NomicBertGatedMLP(nn.Module):
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         if hidden_states.device.type == "cpu" and hidden_states.dim() == 2:  # packed tokens (eager route)
-            parts = [self.gated(part, not torch.is_grad_enabled()) for part in hidden_states.split(CPU_WORKING_TOKENS)]
+            slices = hidden_states.split(cpu_working_tokens(hidden_states.dtype))
+            parts = [self.gated(part, not torch.is_grad_enabled()) for part in slices]
             return torch.cat(parts) if len(parts) > 1 else parts[0]
         return self.gated(hidden_states)
 
@@ -520,7 +529,7 @@ class NomicBertModel(NomicBertPreTrainedModel):
         if isinstance(layout, PackedSequences) and device.type == "cpu":
             parts = [
                 self._encode(tuple(None if x is None else x[span] for x in inputs), group, cos[span], sin[span])
-                for span, group in layout.groups(CPU_WORKING_TOKENS)
+                for span, group in layout.groups(cpu_working_tokens(self.dtype))
             ]
             hidden_states = torch.cat(parts) if len(parts) > 1 else parts[0]
         else:

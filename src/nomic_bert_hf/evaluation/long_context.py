@@ -39,8 +39,9 @@ def evaluate_long_context(
     revision: str | None = None,
     batch_size: int = 8,
     show_progress_bar: bool = True,
+    dtype: str = "float32",
 ) -> dict[str, dict[int, float | None]]:
-    """Evaluate `tasks` at every length in `lengths`; returns task -> {length: main score}."""
+    """Evaluate `tasks` at every length in `lengths`, computing in `dtype`; returns task -> {length: main score}."""
     folder, revision = resolve_model(model_name_or_path, revision)
     name = name or default_model_name(model_name_or_path)
     trained = trained_length(folder)
@@ -51,6 +52,7 @@ def evaluate_long_context(
             revision=revision,
             max_seq_length=length,
             rotary_scaling_factor=rotary_scaling_factor if length > trained else None,
+            dtype=dtype,
         )
         evaluate_embedder(meta, tasks, results_dir=results_dir, batch_size=batch_size,
                           show_progress_bar=show_progress_bar)

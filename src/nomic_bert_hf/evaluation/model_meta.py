@@ -16,6 +16,7 @@ from mteb.models.model_meta import ModelMeta, ScoringFunction
 
 from nomic_bert_hf.model.embedder import MATRYOSHKA_DIMS
 from nomic_bert_hf.model.embedder_folder import embedder_info, weights_digest
+from nomic_bert_hf.utils.compute import DTYPES
 from nomic_bert_hf.utils.configs import CONFIG_FILE
 
 from .protocol import PROTOCOL_MAX_SEQ_LENGTH, PROTOCOL_PROMPTS
@@ -78,6 +79,7 @@ def embedder_model_meta(
     embed_dim: int | None = None,
     rotary_scaling_factor: float | None = None,
     precision: str = "float32",
+    dtype: str = "float32",
     model_prompts: dict[str, str] | None = None,
     license: str = "apache-2.0",
     training_datasets: set[str] | None = None,
@@ -89,7 +91,9 @@ def embedder_model_meta(
 
     `training_datasets` names the mteb tasks whose data the model saw (mteb flags those results as not zero-shot);
     the default, an empty set, states that it saw none. `embed_dim` evaluates a Matryoshka truncation; `precision`
-    (int8, binary) searches quantized embeddings in retrieval (`nomic_bert_hf.evaluation.quantization`).
+    (int8, binary) searches quantized embeddings in retrieval (`nomic_bert_hf.evaluation.quantization`). `dtype`
+    ("float32" or "bfloat16") is what the model computes in: not part of the results' key (mteb caches a task's
+    result per model, revision and experiment), so the evaluation scripts record it beside the results.
     """
     check_precisions([precision])
     folder, revision = resolve_model(model_name_or_path, revision)
@@ -115,6 +119,7 @@ def embedder_model_meta(
             "model_prompts": dict(model_prompts or PROTOCOL_PROMPTS),
             "max_seq_length": PROTOCOL_MAX_SEQ_LENGTH,
             "trust_remote_code": True,
+            "dtype": dtype,
         },
         name=name or default_model_name(model_name_or_path),
         revision=revision,
@@ -122,7 +127,7 @@ def embedder_model_meta(
         languages=["eng-Latn"],
         n_parameters=info.n_parameters,
         n_embedding_parameters=int(config.get("vocab_size", 0)) * info.dimension or None,
-        memory_usage_mb=round(info.n_parameters * 4 / 2**20),
+        memory_usage_mb=round(info.n_parameters * DTYPES[dtype].itemsize / 2**20),
         max_tokens=info.max_tokens,
         embed_dim=dims if len(dims) > 1 else info.dimension,
         license=license,

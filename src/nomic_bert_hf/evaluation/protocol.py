@@ -11,6 +11,7 @@
   unnormalised into mteb's classifier (Nomic's `no_normalize_classification`).
 * A chosen maximum sequence length (512 in the paper's MTEB runs) and, for long inputs, the dynamic NTK factor
   (`rotary_scaling_factor`) set on the model's config.
+* The dtype the model computes in (`dtype`: "float32" or "bfloat16", as `nomic_bert_hf.utils.compute` chooses it).
 """
 
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any
 from mteb.models import SentenceTransformerEncoderWrapper
 
 from nomic_bert_hf.tasks import mteb_prompts
+from nomic_bert_hf.utils.compute import DTYPES
 
 PROTOCOL_PROMPTS = mteb_prompts()
 UNNORMALISED_TASK_TYPES = frozenset({"Classification", "MultilabelClassification"})
@@ -46,6 +48,7 @@ class NomicEncoder(SentenceTransformerEncoderWrapper):
         embed_dim: int | None = None,
         rotary_scaling_factor: float | None = None,
         trust_remote_code: bool = True,
+        dtype: str = "float32",
         **kwargs: Any,
     ) -> None:
         from sentence_transformers import SentenceTransformer
@@ -57,7 +60,7 @@ class NomicEncoder(SentenceTransformerEncoderWrapper):
             hub_kwargs["revision"] = revision
         config_kwargs = {"rotary_scaling_factor": rotary_scaling_factor} if rotary_scaling_factor else None
         model = SentenceTransformer(source, device=device, truncate_dim=embed_dim, config_kwargs=config_kwargs,
-                                    **hub_kwargs, **kwargs)
+                                    model_kwargs={"dtype": DTYPES[dtype]}, **hub_kwargs, **kwargs)
         model.max_seq_length = max_seq_length
         if isinstance(model[-1], Normalize):
             del model[-1]

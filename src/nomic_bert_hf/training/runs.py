@@ -27,6 +27,7 @@ from functools import partial
 from pathlib import Path
 
 import datasets
+import torch
 import transformers
 from transformers import (
     PreTrainedModel,
@@ -39,6 +40,7 @@ from transformers import (
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, TrainOutput
 
 from nomic_bert_hf.model.tokenization import save_tokenizer, write_vocab
+from nomic_bert_hf.utils.compute import use_bf16
 from nomic_bert_hf.utils.configs import save_config
 from nomic_bert_hf.utils.files import atomic_output_dir
 from nomic_bert_hf.utils.provenance import write_json
@@ -55,8 +57,23 @@ ARCHITECTURE_FIELDS = ("vocab_size", "n_embd", "n_layer", "n_head", "n_inner", "
 
 
 @dataclass
-class RunTrainingArguments(TrainingArguments):
-    """transformers' TrainingArguments plus `overwrite_output_dir`."""
+class AutoBf16:
+    """`bf16: auto` for a TrainingArguments class: bf16 autocast (fp32 master weights, fp32 checkpoints) where
+    `nomic_bert_hf.utils.compute` finds bf16 fast (a CPU with AMX or AVX-512 BF16, a GPU with bf16), else fp32. The
+    value is resolved before the Trainer reads it, so a saved config records true or false."""
+
+    bf16: str = field(default="false", metadata={
+        "help": "true | false | auto: bf16 autocast; auto where the CPU has AMX or AVX-512 BF16 (or the GPU bf16)"})
+
+    def __post_init__(self):
+        device = "cpu" if self.use_cpu or not torch.cuda.is_available() else "cuda"
+        self.bf16 = use_bf16(self.bf16, device)
+        super().__post_init__()
+
+
+@dataclass
+class RunTrainingArguments(AutoBf16, TrainingArguments):
+    """transformers' TrainingArguments plus `overwrite_output_dir` and `bf16: auto`."""
 
     overwrite_output_dir: bool = field(
         default=False, metadata={"help": "Train in a non-empty output_dir and replace its final results"}

@@ -23,9 +23,9 @@ TINY = ROOT / "training" / "configs" / "pipeline" / "tiny.yaml"
 pipeline = load_script("training/pipeline.py")
 
 
-def run_pipeline(tmp: Path, *flags: str) -> subprocess.Popen:
+def run_pipeline(tmp: Path, *flags: str, config: Path = TINY) -> subprocess.Popen:
     """The pipeline as a user runs it, in its own process group (so a test can kill all of its stages)."""
-    command = [sys.executable, str(ROOT / "training" / "pipeline.py"), str(TINY),
+    command = [sys.executable, str(ROOT / "training" / "pipeline.py"), str(config),
                "--output_dir", str(tmp / "runs"), "--publish_dir", str(tmp / "nomic-embed-text"), *flags]
     return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
@@ -183,8 +183,15 @@ def test_a_pipeline_killed_at_any_stage_reruns_to_the_uninterrupted_weights(firs
 
 @pytest.mark.slow
 def test_ctrl_c_stops_the_pipeline_with_status_130(tmp_path):
-    process = run_pipeline(tmp_path, "--stop_after", "mlm")
-    signal_during(process, "training/mlm.py", signal.SIGINT)  # as a terminal's Ctrl-C reaches pipeline and stage
+    config = tmp_path / "long-mlm.yaml"  # the tiny pipeline, its MLM stage long enough to be interrupted mid-way
+    config.write_text(TINY.read_text().replace('mlm_args: [--max_steps, "6"', 'mlm_args: [--max_steps, "100000"'))
+    process = run_pipeline(tmp_path, "--stop_after", "mlm", config=config)
+    checkpoint = tmp_path / "runs" / "mlm" / "checkpoint-2" / "trainer_state.json"
+    deadline = time.time() + 600
+    while not checkpoint.exists():
+        assert process.poll() is None and time.time() < deadline, "the MLM stage ended before checkpoint-2"
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGINT)  # as a terminal's Ctrl-C reaches pipeline and stage
     output, _ = process.communicate(timeout=300)
     assert process.returncode == 130, output[-3000:]
     assert output.strip().splitlines()[-1] == "pipeline.py: interrupted"

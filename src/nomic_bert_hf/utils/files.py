@@ -2,10 +2,12 @@
 
 import contextlib
 import errno
+import glob
 import hashlib
 import json
 import os
 import shutil
+import socket
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -90,7 +92,9 @@ def atomic_output_dir(path: str | Path, overwrite: bool = False) -> Iterator[Pat
     if path.exists() and any(path.iterdir()) and not overwrite:
         raise FileExistsError(f"{path} already exists and is not empty; choose another output or allow overwriting")
     path.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.partial-", dir=path.parent))
+    prefix = f".{path.name}.partial-{socket.gethostname()}-"
+    remove_abandoned(path.parent, prefix)
+    staging = Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=path.parent))
     umask = os.umask(0)
     os.umask(umask)
     staging.chmod(0o777 & ~umask)  # mkdtemp makes it private; the result should be an ordinary folder
@@ -106,6 +110,25 @@ def atomic_output_dir(path: str | Path, overwrite: bool = False) -> Iterator[Pat
     finally:
         if staging.exists():
             shutil.rmtree(staging)
+
+
+def remove_abandoned(folder: Path, prefix: str) -> None:
+    """Delete the staging folders `<prefix><pid>-*` in `folder` whose process (on this host) is gone: a killed save
+    cannot clean up after itself. A live process's staging, or another host's, is left alone."""
+    for staging in folder.glob(f"{glob.escape(prefix)}*"):
+        pid = staging.name.removeprefix(prefix).split("-", 1)[0]
+        if pid.isdigit() and not process_is_alive(int(pid)):
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def process_is_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 @contextlib.contextmanager

@@ -45,6 +45,7 @@ import transformers
 from nomic_bert_hf import NomicBertConfig, NomicBertForPreTraining, NomicBertModel
 from nomic_bert_hf.model.embedder import build_embedder, save_embedder
 from nomic_bert_hf.model.tokenization import bert_uncased_tokenizer, save_tokenizer
+from nomic_bert_hf.utils.remote_code import allow_remote_code
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = {"137m": {}, "tiny": {"n_embd": 256, "n_layer": 4, "n_head": 4, "n_inner": 1024}}
@@ -259,7 +260,7 @@ def encode_throughput(embedders: dict[str, Path], sequences, args, emit) -> dict
     models = {**embedders, "all-MiniLM-L6-v2": get_model_path()}
     result = {}
     for name, path in models.items():
-        model = SentenceTransformer(str(path), device="cpu", trust_remote_code=True)
+        model = SentenceTransformer(str(path), device="cpu", trust_remote_code=allow_remote_code(path))
         model.max_seq_length = 256
         model.encode(texts[:4])  # warm-up
         seconds = []

@@ -41,6 +41,7 @@ from nomic_bert_hf.model.tokenization import bert_uncased_tokenizer, save_tokeni
 from nomic_bert_hf.serving.onnx_embedder import load_onnx_embedder
 from nomic_bert_hf.serving.onnx_export import export_onnx
 from nomic_bert_hf.utils.compute import DTYPE_CHOICES, DTYPES, choose_dtype, describe, dtype_name
+from nomic_bert_hf.utils.remote_code import allow_remote_code
 
 ROOT = Path(__file__).resolve().parents[1]
 BACKENDS = {  # name -> the PyTorch path's dtype, or the ONNX file
@@ -56,7 +57,7 @@ WORKLOADS = {"short": (64, 16, 256, 32), "long": (4, 1024, 4096, 4)}  # texts, s
 
 def load(folder: Path, backend: str) -> SentenceTransformer:
     if backend in DTYPES:
-        return SentenceTransformer(str(folder), device="cpu", trust_remote_code=True,
+        return SentenceTransformer(str(folder), device="cpu", trust_remote_code=allow_remote_code(folder),
                                    model_kwargs={"dtype": DTYPES[backend]})
     return load_onnx_embedder(folder, backend)
 

@@ -43,6 +43,7 @@ class LongContextConfig:
     batch_size: int = 4
     output_dir: str = "results/mteb"
     dtype: str = field(default="auto", metadata={"help": "auto | float32 | bfloat16 (auto: bf16 on AMX / AVX-512 BF16)"})
+    trust_remote_code: bool = field(default=False, metadata={"help": "run the model's own code even where it is not this package's (a folder this package wrote runs as is)"})
 
 
 def main(args=None):
@@ -60,7 +61,8 @@ def main(args=None):
     # 3. Evaluate at every length (cached per length)
     table = evaluate_long_context(config.model_name_or_path, tasks, results_dir=config.output_dir,
                                   lengths=config.lengths, rotary_scaling_factor=config.rotary_scaling_factor, name=name,
-                                  revision=revision, batch_size=config.batch_size, dtype=dtype_name(dtype))
+                                  revision=revision, batch_size=config.batch_size, dtype=dtype_name(dtype),
+                                  trust_remote_code=config.trust_remote_code)
 
     # 4. Report the table by length and record the config
     report_dir = Path(config.output_dir) / "long_context" / f"{name.replace('/', '__')}__{revision}"

@@ -74,6 +74,7 @@ class MtebEvalConfig:
     dtype: str = field(default="auto", metadata={
         "help": "auto | float32 | bfloat16: what the model computes in (auto: bf16 where the CPU has AMX or AVX-512 "
                 "BF16, else fp32)"})
+    trust_remote_code: bool = field(default=False, metadata={"help": "run the model's own code even where it is not this package's (a folder this package wrote runs as is)"})
 
 
 def report(config: MtebEvalConfig, meta, tasks, compute: dict) -> list[dict]:
@@ -123,7 +124,8 @@ def main(args=None):
         # 2. Describe the model for mteb: name, revision, dimensions, precision, and the protocol's loader
         meta = embedder_model_meta(config.model_name_or_path, name=config.model_name, revision=config.revision,
                                    max_seq_length=config.max_seq_length, embed_dim=config.embed_dim,
-                                   precision=precision, dtype=dtype_name(dtype))
+                                   precision=precision, dtype=dtype_name(dtype),
+                                   trust_remote_code=config.trust_remote_code)
 
         # 3. Evaluate through mteb.evaluate (finished tasks come from the cache) and report the scores
         precision_rows = report(config, meta, precision_tasks, compute_record(dtype))

@@ -3,6 +3,7 @@ a module, and an offline, sandboxed HF cache."""
 
 import json
 import os
+import subprocess
 import tempfile
 
 # Before any Hugging Face import: nothing may reach the network or write to the user's home.
@@ -137,3 +138,16 @@ def small_corpus_file(tmp_path_factory):
 def mlm_script():
     """training/mlm.py as a module."""
     return load_script("training/mlm.py")
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 20 MB tmpfs (room for one tiny checkpoint, not two), mounted for the test; needs root, as CI runs."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=20m", "tmpfs", str(disk)], capture_output=True,
+                             check=False)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.decode().strip()}); the full-disk test needs root")
+    yield disk
+    subprocess.run(["umount", str(disk)], check=True)

@@ -115,3 +115,38 @@ def test_the_library_never_imports_or_runs_a_script():
         strings = [node.value for node in ast.walk(tree) if isinstance(node, ast.Constant) and isinstance(node.value, str)]
         script_paths = [s for s in strings if s.endswith(".py") and s.startswith(("training/", "evaluation/"))]
         assert not script_paths, f"{path} names the script(s) {script_paths}"
+
+
+UNPICKLERS = {"pickle", "cPickle", "_pickle", "dill", "cloudpickle", "joblib", "shelve", "marshal"}
+CODE_DIRS = ("src", "training", "evaluation", "benchmarks", "tests")
+
+
+def unsafe_loads(path: Path) -> list[str]:
+    """An unpickling import, a `torch.load` without `weights_only=True`, or `weights_only=False`, with its line."""
+    problems = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            modules = [alias.name for alias in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+            problems += [f"{path}:{node.lineno} imports {module}" for module in modules
+                         if module.split(".")[0] in UNPICKLERS]
+        if isinstance(node, ast.keyword) and node.arg == "weights_only" and not (
+                isinstance(node.value, ast.Constant) and node.value.value is True):
+            problems.append(f"{path}:{node.value.lineno} weights_only={ast.unparse(node.value)}")
+        if isinstance(node, ast.Call) and ast.unparse(node.func).endswith("torch.load") and not any(
+                keyword.arg == "weights_only" for keyword in node.keywords):
+            problems.append(f"{path}:{node.lineno} torch.load without weights_only=True")
+    return problems
+
+
+def test_nothing_is_unpickled_and_every_torch_load_takes_weights_only():
+    paths = [path for folder in CODE_DIRS for path in (REPO / folder).rglob("*.py")]
+    assert len(paths) > 100
+    assert [problem for path in paths for problem in unsafe_loads(path)] == []
+
+
+def test_the_unpickling_check_finds_each_kind(tmp_path):
+    script = tmp_path / "bad.py"
+    script.write_text("import pickle\nfrom dill import loads\nimport torch\ntorch.load('a.pt')\n"
+                      "torch.load('b.pt', weights_only=False)\nload_state(weights_only=True)\n")
+    assert [problem.split(" ", 1)[1] for problem in unsafe_loads(script)] == [
+        "imports pickle", "imports dill", "torch.load without weights_only=True", "weights_only=False"]

@@ -5,7 +5,6 @@ and a run resumed at its last step trains no step past max_steps."""
 import json
 import logging
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -93,19 +92,6 @@ def test_a_run_resumed_at_max_steps_trains_no_further(uninterrupted, mlm_script,
                                                                              "checkpoint-6"]
     assert json.loads((output_dir / "trainer_state.json").read_text())["global_step"] == 6
     assert same_weights(resumed, uninterrupted / "final")
-
-
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 20 MB tmpfs (room for one tiny checkpoint, not two), mounted for the test; needs root, as CI runs."""
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=20m", "tmpfs", str(disk)], capture_output=True,
-                             check=False)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.decode().strip()}); the full-disk test needs root")
-    yield disk
-    subprocess.run(["umount", str(disk)], check=True)
 
 
 def test_a_full_disk_is_named_and_the_run_resumes_elsewhere_with_the_same_weights(

@@ -24,7 +24,7 @@ import sys, torch
 sys.modules["nomic_bert_hf"] = None  # the package must not be importable: only the folder's own code may run
 from transformers import AutoModel
 model = AutoModel.from_pretrained(sys.argv[1], trust_remote_code=True).eval()
-ids = torch.load(sys.argv[2])
+ids = torch.load(sys.argv[2], weights_only=True)
 with torch.no_grad():
     torch.save(model(ids).last_hidden_state, sys.argv[3])
 print(type(model).__module__)
@@ -51,7 +51,7 @@ def test_remote_code_loads_in_a_fresh_offline_process(encoder_dir, tmp_path):
     )
     assert result.stdout.strip().startswith("transformers_modules.")
     expected = hidden(NomicBertModel.from_pretrained(encoder_dir).eval(), ids)
-    torch.testing.assert_close(torch.load(tmp_path / "out.pt"), expected, atol=0, rtol=0)
+    torch.testing.assert_close(torch.load(tmp_path / "out.pt", weights_only=True), expected, atol=0, rtol=0)
 
 
 def test_auto_classes_pick_bundled_code_only_when_trusted(encoder_dir, mlm_dir):

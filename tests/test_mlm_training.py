@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -10,11 +11,12 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from safetensors.torch import load_file
 from transformers import AutoModelForMaskedLM
 from transformers.trainer_pt_utils import safe_globals
 
-from nomic_bert_hf import NomicBertForPreTraining
+from nomic_bert_hf import NomicBertConfig, NomicBertForPreTraining
 from nomic_bert_hf.data.mlm_data import load_documents, pack_documents
 from nomic_bert_hf.model.tokenization import bert_uncased_tokenizer
 from nomic_bert_hf.training.runs import RunTrainingArguments, prepare_output_dir
@@ -23,6 +25,8 @@ from nomic_bert_hf.utils.files import load_strict
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_CONFIG = ROOT / "training" / "configs" / "mlm" / "tiny.yaml"
+MLM_CONFIGS = ROOT / "training" / "configs" / "mlm"
+FSDP_CONFIG = MLM_CONFIGS / "accelerate-fsdp.yaml"
 FAST = ["--disable_tqdm", "true"]
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -164,27 +168,98 @@ def test_streaming_run(mlm_script, corpus_file, tmp_path):
     load_strict(NomicBertForPreTraining, final)
 
 
-@pytest.mark.slow
-def test_ddp_with_two_processes(small_corpus_file, tmp_path):
-    """torchrun, 2 CPU processes (gloo): the same script, unchanged."""
-    output_dir = tmp_path / "ddp"
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               str(ROOT / "training" / "mlm.py"), str(TINY_CONFIG), "--train_data", str(small_corpus_file),
-               "--output_dir", str(output_dir), "--max_steps", "6", "--save_steps", "3", "--logging_steps", "2", *FAST]
+def launch(command: list, timeout: int = 300) -> str:
+    """A multi-process launcher run to the end (its stderr returned), killed with its workers if it hangs."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
            "OMP_NUM_THREADS": "1"}
-    launcher = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                start_new_session=True)
+    launcher = subprocess.Popen([str(part) for part in command], env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
-        _, stderr = launcher.communicate(timeout=240)
+        _, stderr = launcher.communicate(timeout=timeout)
     finally:
         if launcher.poll() is None:  # a hung rendezvous: stop the launcher and its workers
             os.killpg(launcher.pid, signal.SIGKILL)
     assert launcher.returncode == 0, stderr[-3000:]
+    return stderr
+
+
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+SIX_STEPS = ["--max_steps", "6", "--save_steps", "3", "--logging_steps", "2", *FAST]
+
+
+@pytest.mark.slow
+def test_ddp_with_two_processes(small_corpus_file, tmp_path):
+    """torchrun, 2 CPU processes (gloo): the same script, unchanged."""
+    output_dir = tmp_path / "ddp"
+    launch([*TORCHRUN, ROOT / "training" / "mlm.py", TINY_CONFIG, "--train_data", small_corpus_file,
+            "--output_dir", output_dir, *SIX_STEPS])
     losses, history = logged_losses(output_dir)
     assert len(losses) == 3 and all(math.isfinite(loss) for loss in losses)
     assert history[-1]["num_input_tokens_seen"] == 2 * 6 * 8 * 64  # two processes, 6 steps of 8 x 64 tokens each
     load_strict(NomicBertForPreTraining, output_dir / "final")
+
+
+def fsdp_says_it_runs_as_ddp(stderr: str, checkpoint: Path) -> bool:
+    return "FSDP was asked for but does not run here" in stderr
+
+
+def zero2_shards_the_optimizer(stderr: str, checkpoint: Path) -> bool:
+    return len(list((checkpoint / "global_step3").glob("zero_pp_rank_*_mp_rank_00_optim_states.pt"))) == 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("config_name, engine_ran", [("accelerate-fsdp.yaml", fsdp_says_it_runs_as_ddp),
+                                                     ("accelerate-deepspeed-zero2.yaml", zero2_shards_the_optimizer)])
+def test_the_scale_out_configs_under_accelerate_launch_train_two_cpu_processes_and_resume(
+        small_corpus_file, tmp_path, config_name, engine_ran):
+    """The FSDP and DeepSpeed configs as a CPU user runs them (use_cpu, 2 processes): DeepSpeed ZeRO-2 shards the
+    optimizer over gloo; accelerate trains FSDP's CPU processes as DDP, which the run says. Either way a run resumed
+    from its first checkpoint ends with the uninterrupted run's weights, saved as every other run saves them."""
+    config = {**yaml.safe_load((MLM_CONFIGS / config_name).read_text()), "use_cpu": True, "num_processes": 2}
+    cpu_config = tmp_path / config_name
+    cpu_config.write_text(yaml.safe_dump(config))
+
+    def accelerate_launch(output_dir, *flags):
+        return launch([Path(sys.executable).parent / "accelerate", "launch", "--config_file", cpu_config,
+                       ROOT / "training" / "mlm.py", TINY_CONFIG, "--train_data", small_corpus_file,
+                       "--output_dir", output_dir, *SIX_STEPS, *flags])
+
+    uninterrupted, resumed = tmp_path / "uninterrupted", tmp_path / "resumed"
+    assert engine_ran(accelerate_launch(uninterrupted), uninterrupted / "checkpoint-3")
+    _, history = logged_losses(uninterrupted)
+    assert history[-1]["num_input_tokens_seen"] == 2 * 6 * 8 * 64
+    shutil.copytree(uninterrupted / "checkpoint-3", resumed / "checkpoint-3")  # as if killed after the first save
+    accelerate_launch(resumed, "--resume_from_checkpoint", "true")
+    expected = load_file(uninterrupted / "final" / "model.safetensors")
+    weights = load_file(resumed / "final" / "model.safetensors")
+    assert weights.keys() == expected.keys() and all(torch.equal(weights[name], expected[name]) for name in expected)
+    load_strict(NomicBertForPreTraining, resumed / "final")
+
+
+@pytest.mark.slow
+def test_fsdp2_shards_the_model_as_the_config_says_and_trains_like_one_process(tmp_path):
+    """PyTorch FSDP2 on 2 CPU processes (gloo), wrapped as the FSDP config says: the gathered full state dict
+    equals one process trained on both processes' rows, and loads as every checkpoint does."""
+    import fsdp_worker
+
+    sharded_file = tmp_path / "fsdp.safetensors"
+    launch([*TORCHRUN, ROOT / "tests" / "fsdp_worker.py", FSDP_CONFIG, sharded_file])
+    torch.manual_seed(0)
+    model = NomicBertForPreTraining(NomicBertConfig(**fsdp_worker.TINY))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=fsdp_worker.LEARNING_RATE)
+    for step in range(fsdp_worker.STEPS):
+        ids = torch.cat([fsdp_worker.batch(step, rank) for rank in range(2)])
+        model(input_ids=ids, labels=ids).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    sharded = load_file(sharded_file)
+    assert sharded.keys() == model.state_dict().keys()
+    for name, tensor in model.state_dict().items():
+        torch.testing.assert_close(sharded[name], tensor, atol=1e-5, rtol=1e-4, msg=name)
+    reloaded = NomicBertForPreTraining(NomicBertConfig(**fsdp_worker.TINY))
+    reloaded.load_state_dict(sharded, strict=True)
+    reloaded.save_pretrained(tmp_path / "final")
+    load_strict(NomicBertForPreTraining, tmp_path / "final")
 
 
 def test_output_dir_rules_without_training(tmp_path):

@@ -109,6 +109,23 @@ def test_a_killed_pipeline_resumes_from_its_checkpoint(first_run, tmp_path):
         assert weights_digest(tmp_path / "runs" / stage / "final") == weights_digest(tmp / "runs" / stage / "final")
 
 
+@pytest.mark.slow
+def test_a_full_disk_stops_the_pipeline_by_name_and_a_rerun_with_room_finishes_alike(first_run, small_disk, tmp_path):
+    tmp, _ = first_run
+    process = run_pipeline(small_disk)  # the stages' outputs and the publish_dir on a 20 MB disk
+    output, _ = process.communicate(timeout=900)
+    assert process.returncode == 1
+    assert f"no space left on device writing to {small_disk}" in output
+    assert "pipeline.py: error: training/mlm.py failed" in output.strip().splitlines()[-1]
+    assert not (small_disk / "runs" / "mlm" / "final").exists()  # nothing a rerun could take as finished
+    moved = tmp_path / "moved"
+    shutil.copytree(small_disk, moved)  # the user frees space, here by moving the run to a larger disk
+    finish(run_pipeline(moved))
+    for stage in ("mlm", "pretrain", "finetune"):
+        assert weights_digest(moved / "runs" / stage / "final") == weights_digest(tmp / "runs" / stage / "final")
+    assert weights_digest(moved / "nomic-embed-text") == weights_digest(tmp / "nomic-embed-text")
+
+
 @pytest.mark.parametrize("rerun", [[], ["--rerun", "publish"]])
 def test_a_users_folder_as_publish_dir_is_refused_before_training_and_kept(tmp_path, rerun):
     users = tmp_path / "my-folder"

@@ -1,7 +1,11 @@
 """Publishing: the Hub repository folder, its model card with the scores mteb wrote, and the upload."""
 
 import json
+import logging
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from unittest import mock
 
@@ -169,6 +173,47 @@ def test_push_creates_the_repository_then_uploads_the_complete_folder(model_dir,
     assert api.token == "hf_test"
     assert options["repo_id"] == REPO_ID and options["folder_path"] == str(folder) and options["repo_type"] == "model"
     assert {"README.md", "model.safetensors", "modules.json"} <= set(uploaded["files"])
+
+
+SECRET = "hf_NeverWriteThisTokenAnywhere0123456789"
+
+
+def files_holding(folder: Path, text: str) -> list[Path]:
+    return [path for path in sorted(folder.rglob("*")) if path.is_file() and text.encode() in path.read_bytes()]
+
+
+def test_a_token_reaches_no_output_of_a_dry_run(model_dir, results_dir, tmp_path):
+    provenance = tmp_path / "provenance.json"
+    provenance.write_text(json.dumps({"command": "pipeline.py", "environment": "a record from the pipeline"}))
+    output = tmp_path / "nomic-embed-text"
+    process = subprocess.run(
+        [str(Path(sys.executable).parent / "nomic-bert-publish"), str(model_dir), "--repo_id", REPO_ID,
+         "--output_dir", str(output), "--results", str(results_dir), "--provenance", str(provenance),
+         "--token", SECRET, "--dry_run"],
+        env={**os.environ, "HF_TOKEN": SECRET}, capture_output=True, text=True, check=False, timeout=600,
+    )
+    assert process.returncode == 0, process.stderr
+    assert (output / "README.md").is_file()
+    assert SECRET not in process.stdout + process.stderr
+    assert files_holding(tmp_path, SECRET) == []
+
+
+def test_a_token_from_the_environment_reaches_no_output_of_an_upload(model_dir, tmp_path, monkeypatch, caplog,
+                                                                    capsys):
+    monkeypatch.setenv("HF_TOKEN", SECRET)
+    tokens = []
+
+    def upload_folder(api, **kwargs):
+        tokens.append(api.token)
+        return f"https://huggingface.co/{kwargs['repo_id']}/commit/1"
+
+    with caplog.at_level(logging.DEBUG), mock.patch.object(HfApi, "create_repo", autospec=True), \
+            mock.patch.object(HfApi, "upload_folder", autospec=True, side_effect=upload_folder):
+        folder = main([str(model_dir), "--repo_id", REPO_ID, "--output_dir", str(tmp_path / "nomic-embed-text")])
+    assert tokens == [SECRET]  # the upload did use it
+    printed = capsys.readouterr()
+    assert SECRET not in caplog.text + printed.out + printed.err
+    assert files_holding(folder, SECRET) == []
 
 
 def test_card_follows_the_stages_back_and_reports_glue(model_dir, tmp_path):

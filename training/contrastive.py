@@ -79,6 +79,9 @@ class ModelArguments:
         default=None, metadata={"help": "MLM checkpoint or embedder folder (this package's layout) or Hub id"}
     )
     revision: str | None = field(default=None, metadata={"help": "Hub revision of the model"})
+    trust_remote_code: bool = field(default=False, metadata={
+        "help": "run the model's own code even where it is not this package's (a folder this package wrote runs as is)"
+    })
     max_seq_length: int = field(
         default=512, metadata={"help": "tokens per text during training (the saved model keeps its own limit)"}
     )
@@ -160,7 +163,8 @@ def main(args=None, callbacks=None):
     set_seed(training_args.seed)
 
     # 1. Load the model: an embedder, or a checkpoint wrapped as one (mean pooling, prompts, Matryoshka norm)
-    model = load_embedder(model_args.model_name_or_path, matryoshka=model_args.matryoshka, revision=model_args.revision)
+    model = load_embedder(model_args.model_name_or_path, matryoshka=model_args.matryoshka, revision=model_args.revision,
+                          trust_remote_code=model_args.trust_remote_code)
     saved_max_seq_length = model.max_seq_length
     model.max_seq_length = model_args.max_seq_length
     if model_args.lora:
@@ -242,7 +246,7 @@ def main(args=None, callbacks=None):
                 )
                 save_config(adapter_dir, model_args, data_args, loss_args, training_args)
                 write_model = partial(merge_adapter, adapter_dir, base_model=model_args.model_name_or_path,
-                                      overwrite=True)
+                                      overwrite=True, trust_remote_code=model_args.trust_remote_code)
             else:
                 write_model = partial(save_embedder, model, overwrite=True)
             write_final_dir(training_args.output_dir, write_model, model_args, data_args, loss_args, training_args,

@@ -332,7 +332,7 @@ def main(args=None):
                 *[flag for column in ("query_column", "document_column") if column in spec
                   for flag in (f"--{column}", spec[column])],
                 "--query_prompt", prompts["query"], "--document_prompt", prompts["document"],
-                "--dtype", config.dtype, "--trust_remote_code", "true", "--overwrite", "true", "--seed", config.seed,
+                "--dtype", config.dtype, "--overwrite", "true", "--seed", config.seed,
                 *(["--max_rows", sample] if sample else []), *config.mine_args,
             ])
 

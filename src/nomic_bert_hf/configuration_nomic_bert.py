@@ -105,7 +105,8 @@ class NomicBertConfig(PreTrainedConfig):
         resid_pdrop / embd_pdrop / attn_pdrop (`float`, default 0.0): dropout after the embeddings and each residual
             branch / of the classifier (unless `classifier_dropout` is set) / on attention probabilities.
         initializer_range (`float`, defaults to 0.02): std of the normal initialisation.
-        pad_vocab_size_multiple (`int`, defaults to 64): `vocab_size` is rounded up to a multiple of it.
+        pad_vocab_size_multiple (`int`, defaults to 64): `vocab_size` is rounded up to a multiple of it
+            (`resize_token_embeddings` lowers it to one the new size keeps).
         dense_seq_output (`bool`, defaults to `True`): with labels, the MLM head decodes only the masked positions.
         classifier_dropout (`float`, *optional*): dropout before the sequence-classification layer.
 

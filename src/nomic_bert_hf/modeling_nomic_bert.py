@@ -26,6 +26,7 @@ and transformers' native class, which scale by the longest sequence seen; the re
 alone or every sequence is at most `max_trained_positions` long.
 """
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -429,21 +430,12 @@ class NomicBertPreTrainedModel(PreTrainedModel):
             init.zeros_(module.bias)
 
     def resize_token_embeddings(self, new_num_tokens=None, pad_to_multiple_of=None, mean_resizing=True):
-        """As transformers' method, but a size the config could not load back is refused here, not at reload: the
-        config rounds `vocab_size` up to a multiple of `pad_vocab_size_multiple` (64 in Nomic's checkpoints), so
-        pass `pad_to_multiple_of` (or a size that is already a multiple)."""
-        multiple = self.config.pad_vocab_size_multiple
-        size = new_num_tokens if new_num_tokens is not None else self.get_input_embeddings().num_embeddings
-        checkable = pad_to_multiple_of is None or isinstance(pad_to_multiple_of, int)  # else transformers' own error
-        if checkable and pad_to_multiple_of:
-            size = (size + pad_to_multiple_of - 1) // pad_to_multiple_of * pad_to_multiple_of
-        if checkable and size % multiple:
-            raise ValueError(
-                f"cannot resize the vocabulary to {size} tokens: the config rounds vocab_size up to a multiple of "
-                f"pad_vocab_size_multiple = {multiple}, so the saved model would not load; pass "
-                f"pad_to_multiple_of={multiple}, or set config.pad_vocab_size_multiple = 1 first"
-            )
-        return super().resize_token_embeddings(new_num_tokens, pad_to_multiple_of, mean_resizing)
+        """As transformers' method, to any size. The config rounds `vocab_size` up to a multiple of
+        `pad_vocab_size_multiple` (64 in Nomic's checkpoints) when it loads, so that multiple is lowered to one the
+        new size keeps (their greatest common divisor): the saved model reloads at the size it was resized to."""
+        embeddings = super().resize_token_embeddings(new_num_tokens, pad_to_multiple_of, mean_resizing)
+        self.config.pad_vocab_size_multiple = math.gcd(self.config.pad_vocab_size_multiple, embeddings.num_embeddings)
+        return embeddings
 
 
 class NomicBertModel(NomicBertPreTrainedModel):

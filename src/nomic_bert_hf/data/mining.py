@@ -10,14 +10,17 @@ from datasets import Dataset
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.util import mine_hard_negatives
 
+from nomic_bert_hf.utils.remote_code import allow_remote_code
+
 logger = logging.getLogger(__name__)
 
 
 def load_judge(model_name_or_path: str, *, dtype: torch.dtype = torch.float32, trust_remote_code: bool = False,
                max_seq_length: int | None = None) -> SentenceTransformer:
     """The embedder that ranks candidates for mining and filtering, computing in `dtype`, truncating at
-    `max_seq_length` (default: its own limit)."""
-    model = SentenceTransformer(model_name_or_path, trust_remote_code=trust_remote_code, model_kwargs={"dtype": dtype})
+    `max_seq_length` (default: its own limit). Its own code runs only if it is this package's or `trust_remote_code`."""
+    trusted = allow_remote_code(model_name_or_path, trust_remote_code)
+    model = SentenceTransformer(model_name_or_path, trust_remote_code=trusted, model_kwargs={"dtype": dtype})
     if max_seq_length:
         model.max_seq_length = max_seq_length
     return model

@@ -40,8 +40,10 @@ def evaluate_long_context(
     batch_size: int = 8,
     show_progress_bar: bool = True,
     dtype: str = "float32",
+    trust_remote_code: bool = False,
 ) -> dict[str, dict[int, float | None]]:
-    """Evaluate `tasks` at every length in `lengths`, computing in `dtype`; returns task -> {length: main score}."""
+    """Evaluate `tasks` at every length in `lengths`, computing in `dtype`; returns task -> {length: main score}.
+    `trust_remote_code` as in `embedder_model_meta`."""
     folder, revision = resolve_model(model_name_or_path, revision)
     name = name or default_model_name(model_name_or_path)
     trained = trained_length(folder)
@@ -53,6 +55,7 @@ def evaluate_long_context(
             max_seq_length=length,
             rotary_scaling_factor=rotary_scaling_factor if length > trained else None,
             dtype=dtype,
+            trust_remote_code=trust_remote_code,
         )
         evaluate_embedder(meta, tasks, results_dir=results_dir, batch_size=batch_size,
                           show_progress_bar=show_progress_bar)

@@ -18,6 +18,7 @@ from nomic_bert_hf.model.embedder import MATRYOSHKA_DIMS
 from nomic_bert_hf.model.embedder_folder import embedder_info, weights_digest
 from nomic_bert_hf.utils.compute import DTYPES
 from nomic_bert_hf.utils.configs import CONFIG_FILE
+from nomic_bert_hf.utils.remote_code import allow_remote_code
 
 from .protocol import PROTOCOL_MAX_SEQ_LENGTH, PROTOCOL_PROMPTS
 from .quantization import check_precisions, load_encoder
@@ -81,6 +82,7 @@ def embedder_model_meta(
     precision: str = "float32",
     dtype: str = "float32",
     model_prompts: dict[str, str] | None = None,
+    trust_remote_code: bool = False,
     license: str = "apache-2.0",
     training_datasets: set[str] | None = None,
     adapted_from: str | None = None,
@@ -93,7 +95,8 @@ def embedder_model_meta(
     the default, an empty set, states that it saw none. `embed_dim` evaluates a Matryoshka truncation; `precision`
     (int8, binary) searches quantized embeddings in retrieval (`nomic_bert_hf.evaluation.quantization`). `dtype`
     ("float32" or "bfloat16") is what the model computes in: not part of the results' key (mteb caches a task's
-    result per model, revision and experiment), so the evaluation scripts record it beside the results.
+    result per model, revision and experiment), so the evaluation scripts record it beside the results. The folder's
+    own code runs only where it is this package's or with `trust_remote_code` (`remote_code.allow_remote_code`).
     """
     check_precisions([precision])
     folder, revision = resolve_model(model_name_or_path, revision)
@@ -118,7 +121,7 @@ def embedder_model_meta(
             "model_name_or_path": source,
             "model_prompts": dict(model_prompts or PROTOCOL_PROMPTS),
             "max_seq_length": PROTOCOL_MAX_SEQ_LENGTH,
-            "trust_remote_code": True,
+            "trust_remote_code": allow_remote_code(folder, trust_remote_code),
             "dtype": dtype,
         },
         name=name or default_model_name(model_name_or_path),

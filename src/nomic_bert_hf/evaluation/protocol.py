@@ -47,7 +47,7 @@ class NomicEncoder(SentenceTransformerEncoderWrapper):
         max_seq_length: int = PROTOCOL_MAX_SEQ_LENGTH,
         embed_dim: int | None = None,
         rotary_scaling_factor: float | None = None,
-        trust_remote_code: bool = True,
+        trust_remote_code: bool = False,
         dtype: str = "float32",
         **kwargs: Any,
     ) -> None:

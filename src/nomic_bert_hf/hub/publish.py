@@ -64,6 +64,7 @@ from nomic_bert_hf.utils.cli import console_command
 from nomic_bert_hf.utils.configs import CONFIG_FILE
 from nomic_bert_hf.utils.files import atomic_output_dir
 from nomic_bert_hf.utils.provenance import PROVENANCE_FILE, write_json
+from nomic_bert_hf.utils.remote_code import allow_remote_code
 
 logger = logging.getLogger(__name__)
 
@@ -117,8 +118,9 @@ print(json.dumps({
 VALIDATION_TEXTS = ["What is the capital of France?", "Paris is the capital and largest city of France."]
 
 
-def check_self_contained(folder: Path) -> None:
-    """The folder's config must load only code stored in the folder itself (no `other/repo--module.Class`)."""
+def check_self_contained(folder: Path, trust_remote_code: bool = False) -> None:
+    """The folder's config must load only code stored in the folder itself (no `other/repo--module.Class`), and that
+    code must be this package's unless `trust_remote_code`: the validation runs it."""
     auto_map = json.loads((folder / "config.json").read_text()).get("auto_map") or {}
     if not auto_map:
         raise ValueError(f"{folder}/config.json has no auto_map: the model's code would not travel with it")
@@ -133,6 +135,7 @@ def check_self_contained(folder: Path) -> None:
         for module in re.findall(r"^from \.(\w+) import", source.read_text(), flags=re.MULTILINE):
             if not (folder / f"{module}.py").is_file():
                 raise ValueError(f"{source} imports .{module}, which is not in the folder")
+    allow_remote_code(folder, trust_remote_code, required=True)
 
 
 def stage_label(folder: Path) -> str:
@@ -363,15 +366,17 @@ def build_repo_folder(
     onnx_int8: bool = False,
     overwrite: bool = False,
     provenance: dict | None = None,
+    trust_remote_code: bool = False,
 ) -> Path:
     """Write the complete Hub repository folder for the embedder in `model_dir` to `output_dir`; with `onnx` /
     `onnx_int8` also `onnx/model.onnx` / and `onnx/model_qint8.onnx` (`nomic_bert_hf.serving.onnx_export`).
 
     The folder is built beside `output_dir`, loaded in a fresh process (`validate_repo_folder`), given `provenance`
     (a record of how the weights were made, written as `provenance.json` with their digest) and only then renamed
-    into place: `output_dir` is a validated folder or absent, never half-written or unchecked."""
+    into place: `output_dir` is a validated folder or absent, never half-written or unchecked. A folder whose code
+    is not this package's is refused unless `trust_remote_code`."""
     model_dir = require_embedder_folder(model_dir)
-    check_self_contained(model_dir)
+    check_self_contained(model_dir, trust_remote_code)
     info = embedder_info(model_dir)
     manifest = find_manifest(model_dir, Path(data_manifest) if data_manifest else None)
     stages = training_stages(model_dir, [Path(path) for path in training_configs])
@@ -459,13 +464,15 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--private", action="store_true")
     parser.add_argument("--commit_message", "--commit-message", default="Upload nomic-bert-hf embedder")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    parser.add_argument("--trust_remote_code", "--trust-remote-code", action="store_true",
+                        help="publish (and so run, to validate) code that is not this package's")
     parser.add_argument("--provenance", help=f"JSON record of how the model was made, written as {PROVENANCE_FILE} "
                                              "(with the weights' digest) once the folder is validated")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     output_dir = Path(args.output_dir or args.repo_id.split("/")[-1])
     model_dir = require_embedder_folder(args.model_dir)
-    check_self_contained(model_dir)
+    check_self_contained(model_dir, args.trust_remote_code)
     if output_dir.exists() and any(output_dir.iterdir()) and not args.overwrite:
         raise FileExistsError(f"{output_dir} already exists; choose another --output_dir or pass --overwrite")
 
@@ -486,6 +493,7 @@ def main(argv: list[str] | None = None) -> Path:
                                glue_results=args.glue_results, data_manifest=args.data_manifest,
                                training_configs=args.training_config, license=args.license, onnx=args.onnx,
                                onnx_int8=args.onnx_int8, overwrite=args.overwrite,
+                               trust_remote_code=args.trust_remote_code,
                                provenance=json.loads(Path(args.provenance).read_text()) if args.provenance else None)
     if api is not None:
         url = push_repo_folder(api, folder, args.repo_id, args.commit_message)

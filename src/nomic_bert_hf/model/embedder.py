@@ -24,6 +24,7 @@ from nomic_bert_hf.configuration_nomic_bert import AUTO_MAP, NomicBertConfig
 from nomic_bert_hf.modeling_nomic_bert import NomicBertModel
 from nomic_bert_hf.tasks import embedder_prompts
 from nomic_bert_hf.utils.files import atomic_output_dir, load_strict, model_config
+from nomic_bert_hf.utils.remote_code import allow_remote_code
 
 from .tokenization import write_vocab
 
@@ -32,12 +33,18 @@ MATRYOSHKA_DIMS = (768, 512, 256, 128, 64)
 
 
 def build_embedder(
-    model_name_or_path: str | Path, *, matryoshka: bool = False, max_seq_length: int = 8192, revision: str | None = None
+    model_name_or_path: str | Path,
+    *,
+    matryoshka: bool = False,
+    max_seq_length: int = 8192,
+    revision: str | None = None,
+    trust_remote_code: bool = False,
 ) -> SentenceTransformer:
     """A `SentenceTransformer` around a checkpoint in this package's layout (encoder or MLM folder, local or Hub id).
 
     Nomic-format checkpoints must be converted first (`nomic-bert-convert`); a folder whose weights do not cover the
-    encoder is refused rather than filled with random weights.
+    encoder is refused rather than filled with random weights, and one whose code is not this package's is refused
+    unless `trust_remote_code` (`remote_code.allow_remote_code`).
     """
     config = model_config(model_name_or_path, NomicBertConfig, revision=revision)
     if (config.get("auto_map") or {}).get("AutoModel") != AUTO_MAP["AutoModel"]:
@@ -46,6 +53,7 @@ def build_embedder(
             f"its auto_map is {config.get('auto_map')}); convert it with `nomic-bert-convert` first"
         )
     load_strict(NomicBertModel, model_name_or_path, revision=revision)  # missing weights: an error, not random init
+    allow_remote_code(model_name_or_path, trust_remote_code, revision, required=True)
     hub = {"revision": revision, "trust_remote_code": True}
     transformer = Transformer(
         str(model_name_or_path),

@@ -23,6 +23,7 @@ from transformers import AutoModel
 
 from nomic_bert_hf.utils.cli import console_command
 from nomic_bert_hf.utils.files import atomic_output_dir, load_strict
+from nomic_bert_hf.utils.remote_code import allow_remote_code
 
 from .embedder import save_embedder
 
@@ -73,9 +74,11 @@ def resolve_base(adapter_dir: str | Path, base_model: str | Path | None = None) 
     return str(local.resolve()) if not Path(recorded).is_absolute() and local.exists() else recorded
 
 
-def load_adapter_embedder(adapter_dir: str | Path, base_model: str | Path | None = None) -> SentenceTransformer:
+def load_adapter_embedder(adapter_dir: str | Path, base_model: str | Path | None = None,
+                          trust_remote_code: bool = False) -> SentenceTransformer:
     """An adapter folder as a `SentenceTransformer` (base weights plus adapter), its base resolved by `resolve_base`
-    (sentence-transformers itself would look for a relative base from the working directory)."""
+    (sentence-transformers itself would look for a relative base from the working directory). The base's code runs
+    only where it is this package's or with `trust_remote_code`."""
     adapter_dir = Path(adapter_dir)
     if not (adapter_dir / ADAPTER_CONFIG).is_file():
         raise FileNotFoundError(f"{adapter_dir} holds no {ADAPTER_CONFIG}; it is not an adapter folder")
@@ -85,14 +88,18 @@ def load_adapter_embedder(adapter_dir: str | Path, base_model: str | Path | None
         config = json.loads((resolved / ADAPTER_CONFIG).read_text())
         config["base_model_name_or_path"] = resolve_base(adapter_dir, base_model)
         (resolved / ADAPTER_CONFIG).write_text(json.dumps(config))
-        return SentenceTransformer(str(resolved), trust_remote_code=True)
+        trusted = allow_remote_code(config["base_model_name_or_path"], trust_remote_code)
+        return SentenceTransformer(str(resolved), trust_remote_code=trusted)
 
 
 def merge_adapter(
-    adapter_dir: str | Path, output_dir: str | Path, base_model: str | Path | None = None, overwrite: bool = False
+    adapter_dir: str | Path, output_dir: str | Path, base_model: str | Path | None = None, overwrite: bool = False,
+    trust_remote_code: bool = False,
 ) -> Path:
-    """Write a full embedder folder (atomically) with the adapter's LoRA weights merged into its base's weights."""
-    model = load_adapter_embedder(adapter_dir, base_model)
+    """Write a full embedder folder (atomically) with the adapter's LoRA weights merged into its base's weights.
+    A base whose code is not this package's is refused unless `trust_remote_code` (the merged folder ships it)."""
+    allow_remote_code(resolve_base(adapter_dir, base_model), trust_remote_code, required=True)
+    model = load_adapter_embedder(adapter_dir, base_model, trust_remote_code=True)
     base = load_strict(AutoModel, resolve_base(adapter_dir, base_model), trust_remote_code=True)
     model[0].model = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()  # `auto_model` reads this
     return save_embedder(model, output_dir, overwrite=overwrite)
@@ -105,8 +112,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--base_model", "--base-model",
                         help="base model (Hub id or folder) instead of the one the adapter records")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    parser.add_argument("--trust_remote_code", "--trust-remote-code", action="store_true",
+                        help="run the base's own code even where it is not this package's")
     args = parser.parse_args(argv)
-    print(merge_adapter(args.adapter_dir, args.output_dir, base_model=args.base_model, overwrite=args.overwrite))
+    print(merge_adapter(args.adapter_dir, args.output_dir, base_model=args.base_model, overwrite=args.overwrite,
+                        trust_remote_code=args.trust_remote_code))
 
 
 command = console_command(main, "nomic-bert-merge-lora")  # the console script (pyproject.toml)

@@ -19,6 +19,8 @@ from sentence_transformers import SentenceTransformer
 from sentence_transformers.sentence_transformer.modules import Transformer
 from sentence_transformers.util import import_from_string
 
+from nomic_bert_hf.utils.remote_code import allow_remote_code
+
 from .onnx_export import FP32_FILE, ONNX_DIR, OUTPUT_NAME
 
 GROUP_TOKENS = 512  # padded positions per onnxruntime call (fastest of 256-2048 on CPU); a longer sequence runs alone
@@ -104,12 +106,15 @@ def load_onnx_embedder(
     provider: str | None = None,
     session_options=None,
     revision: str | None = None,
+    trust_remote_code: bool = False,
     **kwargs,
 ) -> SentenceTransformer:
     """The embedder in `model_name_or_path` (folder or Hub id) with its encoder run from the ONNX file `file_name`.
-    `provider`: an onnxruntime execution provider (default: the first available); `kwargs` go to
-    `SentenceTransformer` (e.g. `truncate_dim`)."""
+    `provider`: an onnxruntime execution provider (default: the first available); the folder's configuration code
+    runs only where it is this package's or with `trust_remote_code`; `kwargs` go to `SentenceTransformer` (e.g.
+    `truncate_dim`)."""
     folder = local_files(model_name_or_path, file_name, revision)
+    trusted = allow_remote_code(folder, trust_remote_code)
     if not (folder / "modules.json").is_file():
         raise FileNotFoundError(f"{folder} has no modules.json: not a sentence-transformers embedder folder")
     settings_file = folder / "config_sentence_transformers.json"
@@ -119,7 +124,7 @@ def load_onnx_embedder(
     for entry in json.loads((folder / "modules.json").read_text()):
         module_class = import_from_string(entry["type"])
         if issubclass(module_class, Transformer):
-            modules.append(OnnxTransformer.load(str(folder), subfolder=entry["path"], trust_remote_code=True,
+            modules.append(OnnxTransformer.load(str(folder), subfolder=entry["path"], trust_remote_code=trusted,
                                                 backend="onnx", model_kwargs=model_kwargs))
         else:
             modules.append(module_class.load(str(folder), subfolder=entry["path"]))

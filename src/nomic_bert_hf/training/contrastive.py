@@ -26,6 +26,7 @@ from nomic_bert_hf.model.embedder import PROMPTS, build_embedder, freeze_matryos
 from nomic_bert_hf.tasks import task_prefixes
 from nomic_bert_hf.training.runs import AutoBf16
 from nomic_bert_hf.utils.files import require_found
+from nomic_bert_hf.utils.remote_code import allow_remote_code
 
 logger = logging.getLogger(__name__)
 
@@ -36,20 +37,24 @@ class ContrastiveTrainingArguments(AutoBf16, SentenceTransformerTrainingArgument
 
 
 def load_embedder(
-    model_name_or_path: str | Path, matryoshka: bool = False, revision: str | None = None
+    model_name_or_path: str | Path, matryoshka: bool = False, revision: str | None = None,
+    trust_remote_code: bool = False,
 ) -> SentenceTransformer:
     """The model to train: an embedder folder (sentence-transformers layout) as it is, any other checkpoint in this
     package's layout (encoder or MLM, e.g. `nomic-bert-2048`) wrapped by `build_embedder`.
 
     `matryoshka=True` gives the model v1.5's LayerNorm (added after pooling where it is missing); that norm is frozen
     either way. The model's prompts are set to Nomic's (`embedder.PROMPTS`), the prefixes the training applies.
+    A model whose code is not this package's is refused unless `trust_remote_code` (`remote_code.allow_remote_code`).
     """
     require_found(model_name_or_path)
     has_modules = cached_file(
         str(model_name_or_path), "modules.json", revision=revision, _raise_exceptions_for_missing_entries=False
     )
     if has_modules is None:
-        return build_embedder(model_name_or_path, matryoshka=matryoshka, revision=revision)
+        return build_embedder(model_name_or_path, matryoshka=matryoshka, revision=revision,
+                              trust_remote_code=trust_remote_code)
+    allow_remote_code(model_name_or_path, trust_remote_code, revision, required=True)
     model = SentenceTransformer(str(model_name_or_path), trust_remote_code=True, revision=revision)
     if matryoshka and not any(isinstance(module, LayerNorm) for module in model):
         modules = list(model)

@@ -193,6 +193,7 @@ def train(trainer: Trainer, checkpoint: str | None) -> TrainOutput | None:
     """`trainer.train(resume_from_checkpoint=checkpoint)`, except from a checkpoint already at `max_steps`: that one
     is restored (weights and state) and not trained further, where transformers' loop would take one step past it.
     Returns the Trainer's output, or None for such a restore."""
+    warn_if_fsdp_is_not_running(trainer)
     if checkpoint is None or trainer.args.max_steps <= 0 or resumed_step(checkpoint) < trainer.args.max_steps:
         return trainer.train(resume_from_checkpoint=checkpoint)
     logger.info("%s is at max_steps %d: taking its weights without training further", checkpoint,
@@ -200,6 +201,18 @@ def train(trainer: Trainer, checkpoint: str | None) -> TrainOutput | None:
     trainer._load_from_checkpoint(checkpoint)  # the Trainer's own loader (plain, sharded, adapter or embedder)
     trainer.state = TrainerState.load_from_json(str(Path(checkpoint) / TRAINER_STATE))
     return None
+
+
+def warn_if_fsdp_is_not_running(trainer: Trainer) -> None:
+    """Say so when FSDP was asked for (an accelerate FSDP config, or `fsdp` in the training config) but is not
+    running: accelerate shards only on GPUs and other accelerators, and trains CPU processes as DDP over gloo."""
+    asked = os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true" or bool(trainer.args.fsdp)
+    if asked and not trainer.is_fsdp_enabled:
+        logger.warning(
+            "FSDP was asked for but does not run here: accelerate shards models only on GPUs and other "
+            "accelerators, so these %d CPU process(es) train as DDP, each holding the whole model and optimizer",
+            trainer.args.world_size,
+        )
 
 
 def check_resume_compatible(checkpoint: str | Path, model: PreTrainedModel) -> None:

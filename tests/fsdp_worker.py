@@ -49,6 +49,7 @@ def main():
     state = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
     if dist.get_rank() == 0:
         save_file({name: tensor.clone().contiguous() for name, tensor in state.items()}, output)
+    dist.barrier()  # no process leaves the group while another still uses it (gloo aborts then)
     dist.destroy_process_group()
 
 

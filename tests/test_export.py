@@ -100,7 +100,8 @@ def test_onnx_export_runs_in_onnxruntime_like_eager(tmp_path):
     assert_same_as_eager(model, run)
 
 
-@pytest.mark.parametrize("model_class", HEADS, ids=lambda c: c.__name__)
+@pytest.mark.parametrize("model_class", [HEADS[0], *(pytest.param(head, marks=pytest.mark.slow)
+                                                      for head in HEADS[1:])], ids=lambda c: c.__name__)
 def test_full_graph_compiles_without_breaks(model_class):
     """aot_eager: dynamo must capture the whole forward as one graph (fullgraph) and functionalise it."""
     model = build(model_class)

@@ -139,6 +139,7 @@ def test_stage_2_streams_one_source_per_global_batch_on_two_processes(mlm_dir, n
     assert sorted(recorded) == sorted(config_splits(UNSUPERVISED_CONFIG.name))
 
 
+@pytest.mark.slow
 def test_streamed_run_killed_and_resumed_ends_with_the_same_weights(mlm_dir, nomic_mirror, tmp_path, interrupt_at):
     script = load_script("training/contrastive.py")
     args = [str(UNSUPERVISED_CONFIG), "--model_name_or_path", str(mlm_dir), "--data_mirror", str(nomic_mirror),
@@ -236,9 +237,10 @@ def test_plan_reports_the_released_data_and_each_stage(nomic_mirror, tmp_path):
 
 @pytest.mark.parametrize("change, message", [
     ({"split": "reddit_titles"}, "has no split 'reddit_titles'; its splits are"),
-    ({"query_column": "title"}, r"has no column \['title'\]"),
-    ({"path": "nomic-ai/nomic-embed-unsupervised-datas"}, "the mirror .* has no copy of it"),
-    ({}, r"dataset '\w+' .* has 200 rows, fewer than one global batch of 256"),
+    pytest.param({"query_column": "title"}, r"has no column \['title'\]", marks=pytest.mark.slow),
+    pytest.param({"path": "nomic-ai/nomic-embed-unsupervised-datas"}, "the mirror .* has no copy of it",
+                 marks=pytest.mark.slow),
+    pytest.param({}, r"dataset '\w+' .* has 200 rows, fewer than one global batch of 256", marks=pytest.mark.slow),
 ])
 def test_plan_names_a_missing_split_column_dataset_or_rows(nomic_mirror, tmp_path, change, message):
     stage = yaml.safe_load(UNSUPERVISED_CONFIG.read_text())

@@ -81,7 +81,8 @@ def mixed_texts(long_text: str) -> list[str]:
     return [" ".join(words[:count]) for count in (8, 450, 1900, 3800)]
 
 
-@pytest.mark.parametrize("file_name", ["onnx/model.onnx", "onnx/model_optimized.onnx"])
+@pytest.mark.parametrize("file_name", ["onnx/model.onnx",
+                                       pytest.param("onnx/model_optimized.onnx", marks=pytest.mark.slow)])
 def test_mixed_batches_equal_pytorch_and_single_texts(exported_dir, torch_embedder, long_text, file_name):
     """One padded batch through the graph (the loader's length groups switched off), rows on both sides of 2048."""
     texts = mixed_texts(long_text)

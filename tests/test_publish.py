@@ -182,6 +182,7 @@ def files_holding(folder: Path, text: str) -> list[Path]:
     return [path for path in sorted(folder.rglob("*")) if path.is_file() and text.encode() in path.read_bytes()]
 
 
+@pytest.mark.slow
 def test_a_token_reaches_no_output_of_a_dry_run(model_dir, results_dir, tmp_path):
     provenance = tmp_path / "provenance.json"
     provenance.write_text(json.dumps({"command": "pipeline.py", "environment": "a record from the pipeline"}))
@@ -235,6 +236,7 @@ def test_card_follows_the_stages_back_and_reports_glue(model_dir, tmp_path):
     assert yaml.safe_load((folder / "training_configs" / "1_mlm.yaml").read_text())["mlm_probability"] == 0.3
 
 
+@pytest.mark.slow
 def test_onnx_graphs_travel_with_the_folder_and_the_card_says_how_to_run_them(model_dir, tmp_path):
     """`--onnx_int8`: both graphs in onnx/, checked in the fresh process, and the card's onnxruntime-only snippet,
     run against the folder as a Hub download, gives the sentence-transformers embedding."""

@@ -63,7 +63,8 @@ def allow_remote_code(model_name_or_path: str | Path, trust_remote_code: bool = 
     config_file = read_optional(model_name_or_path, "config.json", revision)
     if config_file is None or not json.loads(config_file.read_text()).get("auto_map"):
         return False
-    problem = f"{model_name_or_path} ships modeling code that is not this package's (another release or an edited copy)"
+    problem = (f"{model_name_or_path} ships modeling code that is not this package's "
+               "(another release or an edited copy)")
     if required:
         raise ValueError(f"{problem}; pass --trust_remote_code true to run it")
     logger.warning(f"{problem}; it is not run: transformers' native class loads the model instead. "

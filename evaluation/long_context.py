@@ -43,7 +43,9 @@ class LongContextConfig:
     batch_size: int = 4
     output_dir: str = "results/mteb"
     dtype: str = field(default="auto", metadata={"help": "auto | float32 | bfloat16 (auto: bf16 on AMX / AVX-512 BF16)"})
-    trust_remote_code: bool = field(default=False, metadata={"help": "run the model's own code even where it is not this package's (a folder this package wrote runs as is)"})
+    trust_remote_code: bool = field(default=False, metadata={
+        "help": "run the model's own code even where it is not this package's (a folder this package wrote runs as is)"
+    })
 
 
 def main(args=None):

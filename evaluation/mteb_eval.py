@@ -74,7 +74,9 @@ class MtebEvalConfig:
     dtype: str = field(default="auto", metadata={
         "help": "auto | float32 | bfloat16: what the model computes in (auto: bf16 where the CPU has AMX or AVX-512 "
                 "BF16, else fp32)"})
-    trust_remote_code: bool = field(default=False, metadata={"help": "run the model's own code even where it is not this package's (a folder this package wrote runs as is)"})
+    trust_remote_code: bool = field(default=False, metadata={
+        "help": "run the model's own code even where it is not this package's (a folder this package wrote runs as is)"
+    })
 
 
 def report(config: MtebEvalConfig, meta, tasks, compute: dict) -> list[dict]:

@@ -94,6 +94,25 @@ def test_interrupted_atomic_file_leaves_neither_final_nor_partial_file(tmp_path)
     assert list(tmp_path.iterdir()) == [path] and path.read_text() == "new"
 
 
+def test_the_next_write_removes_the_partial_file_of_a_killed_process(tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    from nomic_bert_hf.utils.files import atomic_file
+
+    killed = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                            check=True)
+    prefix = f".out.json.partial-{socket.gethostname()}-"
+    abandoned = tmp_path / f"{prefix}{killed.stdout.strip()}"  # its process has exited: nothing will finish it
+    running = tmp_path / f"{prefix}1"  # pid 1 is alive: a write in progress elsewhere is left alone
+    abandoned.write_text("half")
+    running.write_text("half")
+    with atomic_file(tmp_path / "out.json") as file:
+        file.write("whole")
+    assert sorted(path.name for path in tmp_path.iterdir()) == [running.name, "out.json"]
+
+
 def test_streamed_sha256_is_that_of_the_whole_file(tmp_path):
     import hashlib
 

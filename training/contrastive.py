@@ -163,8 +163,8 @@ def main(args=None, callbacks=None):
     set_seed(training_args.seed)
 
     # 1. Load the model: an embedder, or a checkpoint wrapped as one (mean pooling, prompts, Matryoshka norm)
-    model = load_embedder(model_args.model_name_or_path, matryoshka=model_args.matryoshka, revision=model_args.revision,
-                          trust_remote_code=model_args.trust_remote_code)
+    model = load_embedder(model_args.model_name_or_path, matryoshka=model_args.matryoshka,
+                          revision=model_args.revision, trust_remote_code=model_args.trust_remote_code)
     saved_max_seq_length = model.max_seq_length
     model.max_seq_length = model_args.max_seq_length
     if model_args.lora:

@@ -113,12 +113,15 @@ def atomic_output_dir(path: str | Path, overwrite: bool = False) -> Iterator[Pat
 
 
 def remove_abandoned(folder: Path, prefix: str) -> None:
-    """Delete the staging folders `<prefix><pid>-*` in `folder` whose process (on this host) is gone: a killed save
-    cannot clean up after itself. A live process's staging, or another host's, is left alone."""
+    """Delete the staging folders `<prefix><pid>-*` and partial files `<prefix><pid>` in `folder` whose process (on
+    this host) is gone: a killed save cannot clean up after itself. A live process's, or another host's, are left."""
     for staging in folder.glob(f"{glob.escape(prefix)}*"):
         pid = staging.name.removeprefix(prefix).split("-", 1)[0]
         if pid.isdigit() and not process_is_alive(int(pid)):
-            shutil.rmtree(staging, ignore_errors=True)
+            if staging.is_dir():
+                shutil.rmtree(staging, ignore_errors=True)
+            else:
+                staging.unlink(missing_ok=True)
 
 
 def process_is_alive(pid: int) -> bool:
@@ -155,9 +158,12 @@ def naming_a_full_disk(folder: str | Path) -> Iterator[None]:
 @contextlib.contextmanager
 def atomic_file(path: str | Path, mode: str = "w", opener: Callable[..., IO] = open, **kwargs) -> Iterator[IO]:
     """Yield a partial file beside `path` opened with `opener(partial, mode, **kwargs)`, renamed to `path` only once
-    the block finishes without error: a reader never sees half of it, and an error leaves no partial file behind."""
+    the block finishes without error: a reader never sees half of it, an error leaves no partial file behind, and the
+    next write removes the one a killed process left."""
     path = Path(path)
-    partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    prefix = f".{path.name}.partial-{socket.gethostname()}-"
+    remove_abandoned(path.parent, prefix)
+    partial = path.with_name(f"{prefix}{os.getpid()}")
     try:
         with opener(partial, mode, **kwargs) as file:
             yield file

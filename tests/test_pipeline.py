@@ -57,6 +57,11 @@ def test_end_to_end_writes_a_publishable_model(first_run, monkeypatch):
     dtype = dtype_name(choose_dtype("auto"))  # mining and evaluation: bf16 where the CPU has bf16 matrix units
     assert results["compute"]["dtype"] == dtype and results["compute"]["cpu_capability"]
     assert "reference_summaries" in (runs / "results.md").read_text() and "reference_summaries" in output
+    seconds = results["seconds"]  # where the minutes went: every stage timed, training loops inside their stages
+    assert set(seconds) == {"mlm", "pretrain", "mine", "finetune", "evaluate", "publish"}
+    for stage in ("mlm", "pretrain", "finetune"):
+        assert 0 < seconds[stage]["training_loop"] < seconds[stage]["wall"]
+    assert "Where this run's minutes went" in output and "| mine |" in (runs / "results.md").read_text()
     record = json.loads((published / "provenance.json").read_text())
     assert set(record["stages"]) == {"mlm", "pretrain", "finetune"}
     assert record["pipeline"]["dtype"] == record["compute"]["dtype"] == dtype  # recorded resolved, not "auto"

@@ -229,7 +229,9 @@ def main(args=None, callbacks=None):
         callbacks=callbacks,
     )
     with naming_a_full_disk(training_args.output_dir):
-        train(trainer, resume_from)
+        result = train(trainer, resume_from)
+        if result is not None:
+            trainer.save_metrics("train", result.metrics)  # train_results.json: train_runtime, tokens, loss
 
         # 6. Evaluate again; the scores before and after go into the model card
         if evaluator is not None:

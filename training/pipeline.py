@@ -46,6 +46,7 @@ from pathlib import Path
 import yaml
 from stages import (
     DEFAULT_CORPUS,
+    StageClock,
     datasets_file,
     is_finished,
     is_published,
@@ -307,16 +308,19 @@ def main(args=None):
         return table
     save_config(root, config)
     arguments = stage_arguments(root)
+    clock = StageClock()
 
     # 2. MLM pretraining on the corpus's text or the configured (possibly pre-tokenized) data
     if should_run("mlm", is_finished(stage_dirs["mlm"], "mlm")):
-        run_stage("training/mlm.py", [*arguments["mlm"], *training_flags("mlm")], config.launcher)
+        with clock.timing("mlm", stage_dirs["mlm"]):
+            run_stage("training/mlm.py", [*arguments["mlm"], *training_flags("mlm")], config.launcher)
         finish("mlm")
 
     # 3. Weakly supervised contrastive pretraining: one source per global batch, each source's task prefix
     if should_run("pretrain", is_finished(stage_dirs["pretrain"], "pretrain")):
-        run_stage("training/contrastive.py", [*arguments["pretrain"], *training_flags("pretrain")],
-                  config.launcher)
+        with clock.timing("pretrain", stage_dirs["pretrain"]):
+            run_stage("training/contrastive.py", [*arguments["pretrain"], *training_flags("pretrain")],
+                      config.launcher)
         finish("pretrain")
 
     # 4. Mine hard negatives (with the stage-2 model unless configured) for the fine-tuning datasets that carry none:
@@ -326,39 +330,45 @@ def main(args=None):
         mined = root / "mine" / f"{name}.jsonl.gz"
         if should_run("mine", mined.exists()):
             prompts = spec["prompts"]
-            run_stage("training/mine_negatives.py", [
-                config.mine_config, "--model_name_or_path", config.mining_model or stage_dirs["pretrain"] / FINAL_DIR,
-                "--dataset", spec["path"], "--split", spec.get("split", "train"), *mirror, "--output_file", mined,
-                *[flag for column in ("query_column", "document_column") if column in spec
-                  for flag in (f"--{column}", spec[column])],
-                "--query_prompt", prompts["query"], "--document_prompt", prompts["document"],
-                "--dtype", config.dtype, "--overwrite", "true", "--seed", config.seed,
-                *(["--max_rows", sample] if sample else []), *config.mine_args,
-            ])
+            with clock.timing("mine"):
+                run_stage("training/mine_negatives.py", [
+                    config.mine_config, "--model_name_or_path",
+                    config.mining_model or stage_dirs["pretrain"] / FINAL_DIR,
+                    "--dataset", spec["path"], "--split", spec.get("split", "train"), *mirror, "--output_file", mined,
+                    *[flag for column in ("query_column", "document_column") if column in spec
+                      for flag in (f"--{column}", spec[column])],
+                    "--query_prompt", prompts["query"], "--document_prompt", prompts["document"],
+                    "--dtype", config.dtype, "--overwrite", "true", "--seed", config.seed,
+                    *(["--max_rows", sample] if sample else []), *config.mine_args,
+                ])
 
     # 5. Fine-tuning with the mined (or released) negatives
     if should_run("finetune", is_finished(stage_dirs["finetune"], "finetune")):
-        run_stage("training/contrastive.py", [*arguments["finetune"], *training_flags("finetune")],
-                  config.launcher)
+        with clock.timing("finetune", stage_dirs["finetune"]):
+            run_stage("training/contrastive.py", [*arguments["finetune"], *training_flags("finetune")],
+                      config.launcher)
         finish("finetune")
     model = stage_dirs["finetune"] / FINAL_DIR
     results_dir = root / "evaluate"
 
     # 6. Evaluate on the held-out tasks through mteb (its cache skips finished tasks); long inputs and GLUE if asked
     if should_run("evaluate", done=False):
-        run_stage("evaluation/mteb_eval.py", [
-            config.eval_config, "--model_name_or_path", model, "--model_name", config.repo_id,
-            "--output_dir", results_dir, "--dtype", config.dtype,
-            *(["--overwrite_strategy", "always"] if "evaluate" in config.rerun else []), *config.eval_args,
-        ])
-        if config.long_context_config:
-            run_stage("evaluation/long_context.py", [config.long_context_config, "--model_name_or_path", model,
-                                                     "--model_name", config.repo_id, "--output_dir", results_dir,
-                                                     "--dtype", config.dtype])
+        with clock.timing("evaluate"):
+            run_stage("evaluation/mteb_eval.py", [
+                config.eval_config, "--model_name_or_path", model, "--model_name", config.repo_id,
+                "--output_dir", results_dir, "--dtype", config.dtype,
+                *(["--overwrite_strategy", "always"] if "evaluate" in config.rerun else []), *config.eval_args,
+            ])
+            if config.long_context_config:
+                run_stage("evaluation/long_context.py", [config.long_context_config, "--model_name_or_path", model,
+                                                         "--model_name", config.repo_id, "--output_dir", results_dir,
+                                                         "--dtype", config.dtype])
         if config.glue_config:
-            run_stage("evaluation/glue.py", [config.glue_config, "--model_name_or_path", stage_dirs["mlm"] / FINAL_DIR,
-                                             "--output_dir", root / "glue"])
+            with clock.timing("glue"):
+                run_stage("evaluation/glue.py", [config.glue_config, "--model_name_or_path",
+                                                 stage_dirs["mlm"] / FINAL_DIR, "--output_dir", root / "glue"])
     if last < STAGES.index("publish"):
+        print(f"\nWhere this run's minutes went:\n\n{clock.markdown()}\n")
         return None
 
     # 7. Publish: the Hub folder with weights, code, tokenizer, prompts and the model card (validated, not uploaded);
@@ -368,14 +378,16 @@ def main(args=None):
         glue_results = root / "glue" / "results" / "results.json"
         record = root / "publish.provenance.json"
         write_json(record, provenance("publish", asdict(config), corpus, stage_dirs))
-        run_stage("nomic_bert_hf.hub.publish", [
-            model, "--repo_id", config.repo_id, "--output_dir", publish_dir, "--results", results_dir,
-            "--data_manifest", data_manifest(corpus, root, stage_dirs), "--dry_run", "--provenance", record,
-            *(["--glue_results", glue_results] if glue_results.is_file() else []),
-            *(["--overwrite"] if published_before else []),  # only ever this pipeline's own earlier folder
-        ])
+        with clock.timing("publish"):
+            run_stage("nomic_bert_hf.hub.publish", [
+                model, "--repo_id", config.repo_id, "--output_dir", publish_dir, "--results", results_dir,
+                "--data_manifest", data_manifest(corpus, root, stage_dirs), "--dry_run", "--provenance", record,
+                *(["--glue_results", glue_results] if glue_results.is_file() else []),
+                *(["--overwrite"] if published_before else []),  # only ever this pipeline's own earlier folder
+            ])
 
-    # 8. The results table of the published model, printed and saved as JSON and markdown
+    # 8. The results table of the published model and where this run's minutes went, printed and saved as JSON and
+    #    markdown
     digest = weights_digest(model)
     runs = find_runs(results_dir, revision=digest, model_name=config.repo_id)
     rows = task_rows(runs[0], results_dir) if runs else []
@@ -383,11 +395,13 @@ def main(args=None):
     precisions = precision_scores(runs, other_settings(runs[0].experiment)) if runs else {}
     if precisions:  # retrieval on quantized embeddings
         table += f"\n{markdown_precision_table(precisions)}\n"
+    minutes = f"Where this run's minutes went:\n\n{clock.markdown()}\n"
     with atomic_file(root / "results.md") as file:
-        file.write(f"# {config.repo_id} ({digest})\n\n{table}")
+        file.write(f"# {config.repo_id} ({digest})\n\n{table}\n{minutes}")
     write_json(root / "results.json", {"model": config.repo_id, "revision": digest,
-                                       "compute": compute_record(DTYPES[config.dtype]), "tasks": rows})
-    print(f"\n{config.repo_id} ({digest}) -> {publish_dir}\n\n{table}")
+                                       "compute": compute_record(DTYPES[config.dtype]), "tasks": rows,
+                                       "seconds": clock.seconds})
+    print(f"\n{config.repo_id} ({digest}) -> {publish_dir}\n\n{table}\n{minutes}")
     if published is not None:
         original, again = load_provenance(published).get("weights"), weights_digest(publish_dir)
         print(f"reproduction of {published}: weights {'identical' if original == again else 'DIFFERENT'} "

@@ -15,12 +15,15 @@ resumes from its newest complete checkpoint, or starts again in its own folder. 
 someone else's folder and is refused, never replaced.
 """
 
+import contextlib
 import json
 import logging
 import shlex
 import signal
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import yaml
@@ -94,6 +97,36 @@ def is_published(publish_dir: Path, output_dir: Path) -> bool:
         f"record the publish stage of {output_dir}); nothing in it was changed: choose another --publish_dir, or "
         "move that folder away"
     )
+
+
+class StageClock:
+    """Where a run's minutes go: the wall seconds of each stage it ran (the whole process: start-up, data and model
+    loading, the work, saving) and, for a training stage, the seconds inside the Trainer's loop (`train_runtime` in
+    the `train_results.json` the stage wrote). Stages finished by an earlier run are not timed."""
+
+    def __init__(self):
+        self.seconds: dict[str, dict[str, float]] = {}
+
+    @contextlib.contextmanager
+    def timing(self, stage: str, output_dir: Path | None = None) -> Iterator[None]:
+        start, started = time.monotonic(), time.time()
+        yield
+        entry = self.seconds.setdefault(stage, {"wall": 0.0})
+        entry["wall"] = round(entry["wall"] + time.monotonic() - start, 1)
+        results = output_dir / "train_results.json" if output_dir else None
+        if results is not None and results.is_file() and results.stat().st_mtime >= started:  # written by this run
+            entry["training_loop"] = round(json.loads(results.read_text())["train_runtime"], 1)
+
+    def markdown(self) -> str:
+        rows = ["| Stage | Wall (s) | In the training loop (s) | Start-up, data, saving (s) |", "|---|---:|---:|---:|"]
+        for stage, entry in self.seconds.items():
+            loop = entry.get("training_loop")
+            rest = f"{entry['wall'] - loop:.1f}" if loop is not None else ""
+            rows.append(f"| {stage} | {entry['wall']:.1f} | {'' if loop is None else f'{loop:.1f}'} | {rest} |")
+        total = sum(entry["wall"] for entry in self.seconds.values())
+        loops = sum(entry.get("training_loop", 0.0) for entry in self.seconds.values())
+        rows.append(f"| total | {total:.1f} | {loops:.1f} | |")
+        return "\n".join(rows)
 
 
 class StageError(RuntimeError):
